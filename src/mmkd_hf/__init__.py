@@ -1,0 +1,28 @@
+"""mmkd-hf: multimodal knowledge distillation for egocentric action recognition, on Hugging Face.
+
+Importing the package registers its configs and models with the ``transformers`` Auto classes, so
+``AutoModel.from_pretrained(folder_or_repo_id)`` works for every model this package saves.
+"""
+
+__version__ = "0.1.0"
+
+from .models import (  # noqa: E402  (registration happens on import)
+    MultimodalTeacherEnsemble,
+    MultimodalTeacherEnsembleConfig,
+    STLTConfig,
+    STLTForVideoClassification,
+    VideoSwinConfig,
+    VideoSwinForVideoClassification,
+    VideoSwinModel,
+)
+
+__all__ = [
+    "MultimodalTeacherEnsemble",
+    "MultimodalTeacherEnsembleConfig",
+    "STLTConfig",
+    "STLTForVideoClassification",
+    "VideoSwinConfig",
+    "VideoSwinForVideoClassification",
+    "VideoSwinModel",
+    "__version__",
+]
