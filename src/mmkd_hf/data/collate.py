@@ -1,0 +1,93 @@
+"""Collator for items of :class:`~mmkd_hf.data.transforms.MultimodalTransform` (batch contract keys)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Iterable, Sequence
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["MultimodalCollator", "TENSOR_KEYS"]
+
+TENSOR_KEYS = (
+    "pixel_values",
+    "flow_values",
+    "audio_values",
+    "layout_boxes",
+    "layout_categories",
+    "layout_scores",
+    "layout_sides",
+    "layout_states",
+    "layout_mask",
+)
+_DICT_KEYS = ("labels", "teacher_logits")
+
+
+class MultimodalCollator:
+    """Stack any subset of the batch-contract keys.
+
+    Args:
+        keys: keys to keep (tensor keys, ``labels``, ``teacher_logits``); None keeps every key present.
+            ``segment_id`` is always kept as a list of str.
+
+    Items that are ``None`` or carry a ``skip_reason`` (bad samples with ``skip_bad_samples=True``) are
+    dropped and logged. Shapes that differ between items raise a ``ValueError`` naming both samples.
+    """
+
+    def __init__(self, keys: Iterable[str] | None = None):
+        self.keys = None if keys is None else tuple(keys)
+        self.dropped = 0
+
+    def __call__(self, items: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
+        good = []
+        for item in items:
+            if item is None or item.get("skip_reason"):
+                self.dropped += 1
+                if item is not None:
+                    logger.warning("dropping bad sample %s: %s", item.get("segment_id"), item.get("skip_reason"))
+                continue
+            good.append(item)
+        if not good:
+            raise ValueError(f"every sample of this batch was bad ({len(items)} dropped); see the skip report")
+        ids = [str(item.get("segment_id", f"<item {i}>")) for i, item in enumerate(good)]
+        present = [k for k in good[0] if k not in ("segment_id", "skip_reason")]
+        wanted = [k for k in present if self.keys is None or k in self.keys]
+        batch: dict[str, Any] = {}
+        for key in wanted:
+            missing = [ids[i] for i, item in enumerate(good) if key not in item or item[key] is None]
+            if missing:
+                raise ValueError(f"key {key!r} is present in sample {ids[0]!r} but missing in {missing[:5]}")
+            if key in _DICT_KEYS:
+                batch[key] = self._stack_dict(key, [item[key] for item in good], ids)
+            else:
+                batch[key] = self._stack(key, [item[key] for item in good], ids)
+        batch["segment_id"] = ids
+        return batch
+
+    @staticmethod
+    def _stack(key: str, values: list, ids: list[str]) -> torch.Tensor:
+        tensors = [v if isinstance(v, torch.Tensor) else torch.as_tensor(v) for v in values]
+        reference = tensors[0].shape
+        for tensor, sample in zip(tensors, ids):
+            if tensor.shape != reference:
+                raise ValueError(f"{key}: sample {sample!r} has shape {tuple(tensor.shape)}, expected "
+                                 f"{tuple(reference)} (as sample {ids[0]!r})")
+        return torch.stack(tensors)
+
+    @staticmethod
+    def _stack_dict(key: str, values: list[dict], ids: list[str]) -> dict[str, torch.Tensor]:
+        heads = list(values[0])
+        out = {}
+        for head in heads:
+            column = []
+            for value, sample in zip(values, ids):
+                if head not in value:
+                    raise ValueError(f"{key}: sample {sample!r} lacks head {head!r} (sample {ids[0]!r} has it)")
+                column.append(value[head])
+            if key == "labels":
+                out[head] = torch.as_tensor([int(v) for v in column], dtype=torch.long)
+            else:
+                out[head] = MultimodalCollator._stack(f"{key}.{head}", column, ids).float()
+        return out

@@ -1,0 +1,179 @@
+"""Dataset names -> builder, reader and defaults; the ``load_dataset`` entry point."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import datasets
+
+from .transforms import (
+    AudioConfig,
+    AugmentationConfig,
+    LayoutConfig,
+    MultimodalTransform,
+    PipelineConfig,
+    SampleReader,
+)
+
+__all__ = ["DATASETS", "load_dataset", "build_metadata", "make_reader", "make_transform", "dataset_card_info"]
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    module: str
+    builder: str
+    reader: str
+    sampler: str
+    stride: int
+    files_fingerprint: str  # name of the module function that lists the annotation files
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "epic-kitchens-100": DatasetSpec("epic_kitchens_100", "EpicKitchens100", "EpicKitchensReader", "stride", 8,
+                                     "annotation_files"),
+    "mini-kitchens": DatasetSpec("epic_kitchens_100", "EpicKitchens100", "EpicKitchensReader", "uniform", 2,
+                                 "annotation_files"),
+    "something-something-v2": DatasetSpec("something_something_v2", "SomethingSomethingV2", "SomethingReader",
+                                          "uniform", 2, "annotation_files"),
+    "something-else": DatasetSpec("something_else", "SomethingElse", "SomethingElseReader", "uniform", 2,
+                                  "annotation_files"),
+}
+
+DEFAULT_MINI_KITCHENS_DIR = Path(os.environ.get("MMKD_HF_HOME", Path.home() / ".cache" / "mmkd_hf")) / "mini-kitchens"
+
+
+def _spec(name: str) -> DatasetSpec:
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(DATASETS)}")
+    return DATASETS[name]
+
+
+def _module(spec: DatasetSpec):
+    return importlib.import_module(f"mmkd_hf.data.builders.{spec.module}")
+
+
+def dataset_card_info(name: str) -> dict[str, str]:
+    """Description/citation/licence shared by the builder's ``DatasetInfo`` and the hub card."""
+    if name == "mini-kitchens":
+        from .builders import MINI_KITCHENS_CARD_INFO
+
+        return dict(MINI_KITCHENS_CARD_INFO)
+    return dict(_module(_spec(name)).CARD_INFO)
+
+
+def _resolve_data_dir(name: str, data_dir, seed: int) -> Path:
+    if name == "mini-kitchens":
+        target = Path(data_dir) if data_dir else DEFAULT_MINI_KITCHENS_DIR
+        if not (target.exists() and any(target.glob("EPIC_100_*.csv"))):
+            from .builders.mini_kitchens import ensure_mini_kitchens  # helper D's generator, imported lazily
+
+            target = Path(ensure_mini_kitchens(target, seed))
+        return target.resolve()
+    if data_dir is None:
+        raise ValueError(f"load_dataset({name!r}) needs data_dir=")
+    path = Path(data_dir).expanduser()
+    if not path.is_dir():
+        raise FileNotFoundError(f"data_dir {path} does not exist")
+    return path.resolve()
+
+
+def build_metadata(name: str, data_dir=None, cache_dir=None, seed: int = 0) -> datasets.DatasetDict:
+    """Prepare (or reuse from the cache) every split's metadata of dataset ``name``."""
+    from .builders.common import files_fingerprint
+
+    spec = _spec(name)
+    module = _module(spec)
+    root = _resolve_data_dir(name, data_dir, seed)
+    files = getattr(module, spec.files_fingerprint)(root)
+    fingerprint = files_fingerprint(files.values() if isinstance(files, dict) else files, extra=name)
+    builder_cls = getattr(module, spec.builder)
+    builder = builder_cls(cache_dir=None if cache_dir is None else str(cache_dir), data_dir=str(root),
+                          hash=fingerprint)
+    builder.download_and_prepare()
+    return builder.as_dataset()
+
+
+def make_reader(name: str, dataset: datasets.Dataset) -> SampleReader:
+    """The dataset's reader, configured from the dataset's features (class counts)."""
+    spec = _spec(name)
+    module = _module(spec)
+    return getattr(module, spec.reader).from_features(dataset.features) if hasattr(
+        getattr(module, spec.reader), "from_features") else getattr(module, spec.reader)()
+
+
+def make_transform(
+    name: str,
+    dataset: datasets.Dataset,
+    config: PipelineConfig,
+) -> MultimodalTransform:
+    return MultimodalTransform(make_reader(name, dataset), config, source=dataset)
+
+
+def load_dataset(
+    name: str,
+    data_dir: str | os.PathLike | None = None,
+    split: str = "train",
+    modalities: Sequence[str] = ("rgb",),
+    cache_dir: str | os.PathLike | None = None,
+    num_frames: int = 16,
+    train: bool | None = None,
+    sampler: str | None = None,
+    stride: int | None = None,
+    num_clips: int = 1,
+    num_crops: int = 1,
+    crop_size: int = 224,
+    augmentation: AugmentationConfig | None = None,
+    audio: AudioConfig | None = None,
+    layout: LayoutConfig | None = None,
+    seed: int = 0,
+    skip_bad_samples: bool = False,
+    skip_log_path: str | os.PathLike | None = None,
+    decode: bool = True,
+) -> datasets.Dataset:
+    """Load one split of a dataset as Arrow-backed metadata with a lazy decoding transform.
+
+    Args:
+        name: ``"epic-kitchens-100"``, ``"mini-kitchens"``, ``"something-something-v2"`` or ``"something-else"``.
+        data_dir: the dataset folder (official layout). For ``"mini-kitchens"`` it is generated there
+            (default ``~/.cache/mmkd_hf/mini-kitchens``) when missing.
+        split: ``"train"``, ``"validation"`` or ``"test"`` (EPIC test has no labels).
+        modalities: subset of ``("rgb", "flow", "audio", "layout")``.
+        cache_dir: ``datasets`` cache for the prepared metadata.
+        num_frames: frames per clip (T).
+        train: training-mode sampling/augmentation; defaults to ``split == "train"``.
+        sampler: ``"uniform"`` or ``"stride"``; defaults per dataset (EPIC stride 8, others uniform).
+        stride: frame interval of the stride sampler.
+        num_clips, num_crops: evaluation views (V = clips x crops, clip-major).
+        crop_size: output H = W (ignored when ``augmentation`` is given).
+        augmentation, audio, layout: full configs (defaults: spec §4.5 / §3.3 / §4.7).
+        seed: base seed of the per-item RNG.
+        skip_bad_samples: replace a bad sample by the next good one and record it instead of raising.
+        skip_log_path: JSONL file where skipped samples are appended (shared by DataLoader workers).
+        decode: False returns the metadata only (no transform).
+
+    Returns:
+        ``datasets.Dataset`` whose items are batch-contract dicts (see ``docs/design.md``); the transform
+        is available as ``dataset.mmkd_transform`` for ``skip_report()``.
+    """
+    spec = _spec(name)
+    splits = build_metadata(name, data_dir, cache_dir, seed)
+    if split not in splits:
+        raise ValueError(f"split {split!r} not available for {name}; found {sorted(splits)}")
+    dataset = splits[split]
+    if not decode:
+        return dataset
+    is_train = (split == "train") if train is None else bool(train)
+    aug = augmentation or AugmentationConfig(crop_size=crop_size, num_crops=num_crops)
+    config = PipelineConfig(
+        modalities=tuple(modalities), train=is_train, num_frames=num_frames, sampler=sampler or spec.sampler,
+        stride=stride or spec.stride, num_clips=num_clips, augmentation=aug, audio=audio or AudioConfig(),
+        layout=layout or LayoutConfig(), seed=seed, skip_bad_samples=skip_bad_samples,
+        skip_log_path=None if skip_log_path is None else str(skip_log_path))
+    transform = make_transform(name, dataset, config)
+    transformed = dataset.with_transform(transform)
+    transformed.mmkd_transform = transform
+    return transformed

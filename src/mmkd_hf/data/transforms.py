@@ -1,0 +1,594 @@
+"""Per-item consistent multimodal transforms (spec §4.4-4.8, done right).
+
+For every item the frame indices and the augmentation parameters are drawn **once** and applied to
+every modality:
+
+* RGB: resize (short side), crop(s), optional horizontal flip, colour jitter; float in [0, 1].
+* Flow: the same geometry (resized to the RGB frame size first, so flow and RGB grids coincide);
+  a horizontal flip negates u, i.e. ``u -> 1 - u`` in the [0, 1] JPEG encoding (0.5 = no motion);
+  no colour jitter. Flow magnitudes are not rescaled by the resize (as the original).
+* Boxes: scaled, cropped, flipped with the pixels, clipped to the crop; a box that leaves the crop is
+  masked out. Then the highest-scoring ``max_boxes`` are kept and the rest is padded.
+* Audio: no geometry; log-mel windows centred on the sampled frames (explicit 16 kHz, the video's own
+  fps); optional train-time time/frequency masking is applied **in dB space** (fix of spec §9.10), the
+  masked bins take the item's mean dB value.
+
+Train defaults follow spec §4.5: short side resized to ``crop * U(1.15, 1.43)``, random crop, colour
+jitter (brightness/contrast/saturation 0.75-1.25, hue ±0.1 in a random order), flip **off** (SSv2 has
+left/right classes). Evaluation: short side resized to the crop size, centre crop, or 3 crops along the
+long side (left, centre, right).
+
+Outputs follow the batch contract of ``docs/design.md``. With ``num_clips * num_crops > 1`` (evaluation
+multi-view) every modality gets a leading views dim ``V`` (clip-major: ``v = clip * num_crops + crop``);
+layout tensors get it too (``[V, T, N, ...]``), audio is repeated over crops.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass, field, replace
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as TF
+from torchvision.transforms.v2 import functional as VF
+
+from .decoding import read_audio
+from .errors import FileDecodeError, SampleDecodeError
+from .sampling import frame_to_seconds, sample_indices
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "AugmentationConfig",
+    "AugmentationParams",
+    "AudioConfig",
+    "LayoutConfig",
+    "PipelineConfig",
+    "sample_augmentation",
+    "apply_to_frames",
+    "transform_boxes",
+    "pad_layout",
+    "log_mel_windows",
+    "mask_spectrogram",
+    "MultimodalTransform",
+    "SampleReader",
+    "MODALITIES",
+]
+
+MODALITIES = ("rgb", "flow", "audio", "layout")
+PAD_BOX = (0.0, 0.0, 1e-9, 1e-9)  # the original's padding box (spec §4.7)
+
+
+# ----------------------------------------------------------------------------------------------- configs
+@dataclass(frozen=True)
+class AugmentationConfig:
+    """Spatial/colour augmentation settings (train defaults from spec §4.5)."""
+
+    crop_size: int = 224
+    scale_range: tuple[float, float] = (1.15, 1.43)
+    color_jitter: bool = True
+    brightness: tuple[float, float] = (0.75, 1.25)
+    contrast: tuple[float, float] = (0.75, 1.25)
+    saturation: tuple[float, float] = (0.75, 1.25)
+    hue: tuple[float, float] = (-0.1, 0.1)
+    horizontal_flip: bool = False
+    flip_probability: float = 0.5
+    num_crops: int = 1  # evaluation only: 1 (centre) or 3 (left, centre, right)
+
+    def __post_init__(self):
+        if self.num_crops not in (1, 3):
+            raise ValueError(f"num_crops must be 1 or 3, got {self.num_crops}")
+        if self.crop_size < 1:
+            raise ValueError(f"crop_size must be >= 1, got {self.crop_size}")
+
+
+@dataclass(frozen=True)
+class AugmentationParams:
+    """Geometry and colour parameters drawn once per item.
+
+    Attributes:
+        frame_size: (H, W) the parameters were drawn for (aspect ratio reference).
+        resize: (h, w) after resizing the short side.
+        crops: list of (top, left, height, width) in the resized frame (1 in training, C in evaluation).
+        flip: horizontal flip.
+        jitter: None or (order, brightness, contrast, saturation, hue) with order a permutation of 0..3.
+    """
+
+    frame_size: tuple[int, int]
+    resize: tuple[int, int]
+    crops: tuple[tuple[int, int, int, int], ...]
+    flip: bool = False
+    jitter: tuple[tuple[int, ...], float, float, float, float] | None = None
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    """Log-mel settings (spec §3.3 with an explicit sample rate). W = 1 + floor(window * sr / hop)."""
+
+    sample_rate: int = 16000
+    window_seconds: float = 1.116
+    n_fft: int = 1024
+    win_length: int = 160
+    hop_length: int = 80
+    n_mels: int = 128
+    output_size: tuple[int, int] | None = (224, 224)  # nearest resize as the original; None keeps F x W
+    pad_outside_segment: bool = True  # zero the waveform outside the action segment (original)
+    time_mask: int = 0  # train-time: max masked columns (0 = off; the original used 80, p = 0.5)
+    freq_mask: int = 0  # train-time: max masked mel bins (0 = off; the original used 80)
+    mask_probability: float = 0.5
+
+
+@dataclass(frozen=True)
+class LayoutConfig:
+    """Box settings: padding size, detector thresholds (EPIC), whether boxes follow the crop."""
+
+    max_boxes: int = 14
+    hand_threshold: float = 0.5
+    object_threshold: float = 0.5
+    follow_crop: bool = True
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything the transform needs besides the dataset reader."""
+
+    modalities: tuple[str, ...] = ("rgb",)
+    train: bool = False
+    num_frames: int = 16
+    sampler: str = "uniform"
+    stride: int = 2
+    num_clips: int = 1
+    augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    layout: LayoutConfig = field(default_factory=LayoutConfig)
+    seed: int = 0
+    skip_bad_samples: bool = False
+    max_replacements: int = 10
+    skip_log_path: str | None = None
+
+    def __post_init__(self):
+        unknown = [m for m in self.modalities if m not in MODALITIES]
+        if unknown or not self.modalities:
+            raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}, got {self.modalities}")
+
+    @property
+    def num_views(self) -> int:
+        if self.train:
+            return 1
+        return self.num_clips * self.augmentation.num_crops
+
+
+# ------------------------------------------------------------------------------------------ augmentation
+def _resized_size(frame_size: tuple[int, int], short: int) -> tuple[int, int]:
+    h, w = frame_size
+    if h <= w:
+        return short, max(short, int(round(w * short / h)))
+    return max(short, int(round(h * short / w))), short
+
+
+def sample_augmentation(
+    rng: np.random.Generator, frame_size: tuple[int, int], config: AugmentationConfig, train: bool
+) -> AugmentationParams:
+    """Draw the per-item augmentation parameters for frames of ``frame_size`` = (H, W)."""
+    crop = config.crop_size
+    if train:
+        short = int(round(crop * rng.uniform(*config.scale_range)))
+    else:
+        short = crop
+    rh, rw = _resized_size(frame_size, max(short, crop))
+    if train:
+        top = int(rng.integers(0, rh - crop + 1))
+        left = int(rng.integers(0, rw - crop + 1))
+        crops = ((top, left, crop, crop),)
+        flip = bool(config.horizontal_flip and rng.random() < config.flip_probability)
+        jitter = None
+        if config.color_jitter:
+            jitter = (
+                tuple(int(i) for i in rng.permutation(4)),
+                float(rng.uniform(*config.brightness)),
+                float(rng.uniform(*config.contrast)),
+                float(rng.uniform(*config.saturation)),
+                float(rng.uniform(*config.hue)),
+            )
+    else:
+        flip, jitter = False, None
+        centre = (int(round((rh - crop) / 2.0)), int(round((rw - crop) / 2.0)))
+        if config.num_crops == 1:
+            crops = ((centre[0], centre[1], crop, crop),)
+        elif rw >= rh:  # left, centre, right along the width
+            step = (rw - crop) // 2
+            crops = tuple((centre[0], off, crop, crop) for off in (0, step, 2 * step))
+        else:  # top, centre, bottom
+            step = (rh - crop) // 2
+            crops = tuple((off, centre[1], crop, crop) for off in (0, step, 2 * step))
+    return AugmentationParams(tuple(frame_size), (rh, rw), crops, flip, jitter)
+
+
+def _color_jitter(frames: torch.Tensor, jitter) -> torch.Tensor:
+    order, brightness, contrast, saturation, hue = jitter
+    for op in order:
+        if op == 0:
+            frames = VF.adjust_brightness(frames, brightness)
+        elif op == 1:
+            frames = VF.adjust_contrast(frames, contrast)
+        elif op == 2:
+            frames = VF.adjust_saturation(frames, saturation)
+        elif hue != 0.0:
+            frames = VF.adjust_hue(frames, hue)
+    return frames
+
+
+def apply_to_frames(frames: torch.Tensor, params: AugmentationParams, kind: str = "rgb") -> torch.Tensor:
+    """Apply ``params`` to uint8 frames ``[T, C, H, W]``; returns float ``[num_crops, T, C, h, w]`` in [0, 1].
+
+    ``kind="flow"``: no colour jitter, and a horizontal flip maps u (channel 0) to ``1 - u``.
+    Frames of any size are first resized to ``params.resize`` so every modality shares the grid.
+    """
+    if frames.dtype != torch.uint8 or frames.ndim != 4:
+        raise ValueError(f"expected uint8 [T, C, H, W] frames, got {frames.dtype} {tuple(frames.shape)}")
+    resized = VF.resize(frames, list(params.resize), antialias=True)
+    outputs = []
+    for top, left, height, width in params.crops:
+        clip = resized[..., top: top + height, left: left + width]
+        if params.flip:
+            clip = VF.horizontal_flip(clip)
+        if kind == "rgb" and params.jitter is not None:
+            clip = _color_jitter(clip, params.jitter)
+        clip = clip.float().div_(255.0)
+        if kind == "flow" and params.flip:
+            clip[:, 0] = 1.0 - clip[:, 0]
+        outputs.append(clip)
+    return torch.stack(outputs)
+
+
+def transform_boxes(boxes: np.ndarray, params: AugmentationParams, crop_index: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Map boxes given as fractions of the full frame ``[..., 4]`` (x1, y1, x2, y2) into one crop.
+
+    Returns:
+        (boxes as fractions of the crop, clipped to [0, 1]; bool mask of boxes with positive area inside).
+    """
+    rh, rw = params.resize
+    top, left, ch, cw = params.crops[crop_index]
+    b = np.asarray(boxes, dtype=np.float64)
+    x1 = (b[..., 0] * rw - left) / cw
+    x2 = (b[..., 2] * rw - left) / cw
+    y1 = (b[..., 1] * rh - top) / ch
+    y2 = (b[..., 3] * rh - top) / ch
+    x1, x2, y1, y2 = (np.clip(v, 0.0, 1.0) for v in (x1, x2, y1, y2))
+    if params.flip:
+        x1, x2 = 1.0 - x2, 1.0 - x1
+    out = np.stack([x1, y1, x2, y2], axis=-1).astype(np.float32)
+    inside = ((x2 - x1) > 1e-6) & ((y2 - y1) > 1e-6)
+    return out, inside
+
+
+def pad_layout(frames: Sequence[dict[str, np.ndarray]], max_boxes: int) -> dict[str, torch.Tensor]:
+    """Stack per-frame box arrays into padded ``layout_*`` tensors ``[T, N]`` keeping the top scores.
+
+    Each frame dict has ``boxes`` [n, 4], ``categories``, ``scores``, ``sides``, ``states`` [n]. Frames
+    with more than ``max_boxes`` boxes keep the highest-scoring ones (stable order otherwise).
+    """
+    t = len(frames)
+    out = {
+        "layout_boxes": torch.tensor(PAD_BOX, dtype=torch.float32).repeat(t, max_boxes, 1),
+        "layout_categories": torch.zeros(t, max_boxes, dtype=torch.int64),
+        "layout_scores": torch.zeros(t, max_boxes, dtype=torch.float32),
+        "layout_sides": torch.zeros(t, max_boxes, dtype=torch.int64),
+        "layout_states": torch.zeros(t, max_boxes, dtype=torch.int64),
+        "layout_mask": torch.zeros(t, max_boxes, dtype=torch.bool),
+    }
+    for i, fr in enumerate(frames):
+        n = len(fr["scores"])
+        if n == 0:
+            continue
+        keep = np.argsort(-fr["scores"], kind="stable")[:max_boxes]
+        keep.sort()
+        k = len(keep)
+        out["layout_boxes"][i, :k] = torch.from_numpy(np.asarray(fr["boxes"][keep], np.float32))
+        out["layout_categories"][i, :k] = torch.from_numpy(np.asarray(fr["categories"][keep], np.int64))
+        out["layout_scores"][i, :k] = torch.from_numpy(np.asarray(fr["scores"][keep], np.float32))
+        out["layout_sides"][i, :k] = torch.from_numpy(np.asarray(fr["sides"][keep], np.int64))
+        out["layout_states"][i, :k] = torch.from_numpy(np.asarray(fr["states"][keep], np.int64))
+        out["layout_mask"][i, :k] = True
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- audio
+_MEL_CACHE: dict[tuple, Any] = {}
+
+
+def _mel(config: AudioConfig):
+    import torchaudio
+
+    key = (config.sample_rate, config.n_fft, config.win_length, config.hop_length, config.n_mels)
+    if key not in _MEL_CACHE:
+        _MEL_CACHE[key] = torchaudio.transforms.MelSpectrogram(
+            sample_rate=config.sample_rate, n_fft=config.n_fft, win_length=config.win_length,
+            hop_length=config.hop_length, n_mels=config.n_mels, center=True, pad_mode="reflect", power=2.0)
+    return _MEL_CACHE[key]
+
+
+def log_mel_windows(
+    samples: np.ndarray,
+    sample_rate: int,
+    clip_start_s: float,
+    centres_s: np.ndarray,
+    config: AudioConfig,
+    valid_range_s: tuple[float, float] | None = None,
+) -> torch.Tensor:
+    """Log-mel (dB) spectrogram windows centred on ``centres_s``; returns float ``[T, 1, F, W]``.
+
+    Args:
+        samples: mono waveform starting at ``clip_start_s`` seconds, at ``sample_rate``.
+        centres_s: window centres in seconds (one per sampled frame).
+        valid_range_s: zero the waveform outside this range (the action segment), or None.
+
+    Audio that is missing (before 0 s, past the end of the file, outside ``valid_range_s``) is zeros,
+    which gives -100 dB: a silent or short recording is zero-padded, not an error.
+    """
+    import torchaudio
+
+    wave = torch.as_tensor(np.asarray(samples, np.float32))
+    sr = config.sample_rate
+    if sample_rate != sr and wave.numel() > 0:
+        wave = torchaudio.functional.resample(wave, orig_freq=int(sample_rate), new_freq=sr)
+    length = int(config.window_seconds * sr)
+    centres = np.round((np.asarray(centres_s, np.float64) - clip_start_s) * sr).astype(np.int64)
+    lefts = centres - length // 2
+    # pad the waveform so every window lies inside it
+    pad_left = int(max(0, -lefts.min())) if len(lefts) else 0
+    pad_right = int(max(0, lefts.max() + length - wave.numel())) if len(lefts) else 0
+    padded = TF.pad(wave, (pad_left, pad_right))
+    if valid_range_s is not None:
+        lo = int(round((valid_range_s[0] - clip_start_s) * sr)) + pad_left
+        hi = int(round((valid_range_s[1] - clip_start_s) * sr)) + pad_left
+        padded[: max(0, lo)] = 0.0
+        padded[max(0, hi):] = 0.0
+    idx = torch.from_numpy(lefts + pad_left)[:, None] + torch.arange(length)[None, :]
+    windows = padded[idx]  # [T, L]
+    spec = _mel(config)(windows)  # [T, n_mels, W]
+    spec_db = 10.0 * torch.log10(torch.clamp(spec, min=1e-10))  # AmplitudeToDB(power, top_db=None)
+    spec_db = spec_db.unsqueeze(1)
+    if config.output_size is not None:
+        spec_db = TF.interpolate(spec_db, size=tuple(config.output_size), mode="nearest")
+    return spec_db
+
+
+def mask_spectrogram(spec_db: torch.Tensor, rng: np.random.Generator, config: AudioConfig) -> torch.Tensor:
+    """Train-time SpecAugment in dB space: per window, p = ``mask_probability`` each for a time and a
+    frequency mask of width U[0, max). Masked bins take the item's mean dB value (not -100 dB)."""
+    if config.time_mask <= 0 and config.freq_mask <= 0:
+        return spec_db
+    out = spec_db.clone()
+    fill = float(spec_db.mean())
+    f_size, w_size = out.shape[-2], out.shape[-1]
+    for t in range(out.shape[0]):
+        if config.time_mask > 0 and rng.random() < config.mask_probability:
+            width = int(rng.integers(0, min(config.time_mask, w_size) + 1))
+            start = int(rng.integers(0, w_size - width + 1))
+            out[t, ..., start: start + width] = fill
+        if config.freq_mask > 0 and rng.random() < config.mask_probability:
+            width = int(rng.integers(0, min(config.freq_mask, f_size) + 1))
+            start = int(rng.integers(0, f_size - width + 1))
+            out[t, ..., start: start + width, :] = fill
+    return out
+
+
+# ------------------------------------------------------------------------------------------ the reader
+class SampleReader:
+    """Dataset-specific access to one metadata row (implemented by each builder module).
+
+    Frame numbers are 1-based absolute numbers of the video.
+    """
+
+    #: default sampler for this dataset ("uniform" or "stride")
+    default_sampler = "uniform"
+
+    def sample_id(self, row: dict) -> str:
+        raise NotImplementedError
+
+    def segment(self, row: dict) -> tuple[int, int]:
+        """(first frame number, number of frames) of the segment."""
+        raise NotImplementedError
+
+    def frame_size(self, row: dict) -> tuple[int, int]:
+        """(H, W) of the video's frames (aspect reference when no pixels are decoded)."""
+        raise NotImplementedError
+
+    def read_rgb(self, row: dict, numbers: np.ndarray) -> torch.Tensor:
+        raise SampleDecodeError(self.sample_id(row), None, "RGB is not available for this dataset")
+
+    def read_flow(self, row: dict, numbers: np.ndarray) -> torch.Tensor:
+        """uint8 [N, 2, H, W] (u, v) for the given RGB frame numbers."""
+        raise SampleDecodeError(self.sample_id(row), None, "optical flow is not available for this dataset")
+
+    def read_audio_windows(self, row: dict, numbers: np.ndarray, config: AudioConfig) -> torch.Tensor:
+        raise SampleDecodeError(self.sample_id(row), None, "audio is not available for this dataset")
+
+    def read_boxes(self, row: dict, numbers: np.ndarray, config: LayoutConfig) -> list[dict[str, np.ndarray]]:
+        """Per frame: dict of unpadded ``boxes`` (fractions of the full frame), categories, scores, ..."""
+        raise SampleDecodeError(self.sample_id(row), None, "boxes are not available for this dataset")
+
+    def labels(self, row: dict) -> dict[str, int]:
+        return {}
+
+    def fps(self, row: dict) -> float:
+        return float(row.get("fps") or 0.0)
+
+
+def audio_windows_for_segment(
+    path: str, fps: float, segment_first: int, segment_last: int, numbers: np.ndarray, config: AudioConfig
+) -> torch.Tensor:
+    """Read one segment's audio (with half a window of context) and build the windows for ``numbers``."""
+    centres = frame_to_seconds(numbers, fps)
+    seg_start = float(frame_to_seconds(segment_first, fps))
+    seg_stop = float(frame_to_seconds(segment_last + 1, fps))
+    half = config.window_seconds / 2.0 + 0.05
+    read_from = max(0.0, min(seg_start, float(centres.min())) - half)
+    read_to = max(seg_stop, float(centres.max())) + half
+    clip = read_audio(path, read_from, read_to)
+    valid = (seg_start, seg_stop) if config.pad_outside_segment else None
+    return log_mel_windows(clip.samples, clip.sample_rate, clip.start_s, centres, config, valid)
+
+
+# ----------------------------------------------------------------------------------------- the transform
+class MultimodalTransform:
+    """Callable for ``datasets.Dataset.with_transform``: metadata rows in, batch-contract tensors out.
+
+    Args:
+        reader: the dataset's :class:`SampleReader`.
+        config: the :class:`PipelineConfig`.
+        source: the untransformed dataset, used with ``skip_bad_samples`` to replace a bad sample by the
+            next good row (rows must carry an ``index`` column).
+    """
+
+    def __init__(self, reader: SampleReader, config: PipelineConfig, source=None):
+        self.reader = reader
+        self.config = config
+        self.source = source
+        self.skipped: list[dict[str, str]] = []
+        self._draws = 0
+
+    # ---- rng: deterministic in evaluation, fresh per access (and per worker/epoch) in training
+    def _rng(self, row: dict) -> np.random.Generator:
+        index = int(row.get("index", 0) or 0)
+        if not self.config.train:
+            return np.random.default_rng([self.config.seed, index])
+        self._draws += 1
+        return np.random.default_rng([self.config.seed, torch.initial_seed() % (2**63), index, self._draws])
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        n = len(next(iter(batch.values())))
+        items = [self.process_row({k: v[i] for k, v in batch.items()}) for i in range(n)]
+        keys: list[str] = []
+        for item in items:
+            for k in item:
+                if k not in keys:
+                    keys.append(k)
+        return {k: [item.get(k) for item in items] for k in keys}
+
+    def process_row(self, row: dict) -> dict[str, Any]:
+        """One item; with ``skip_bad_samples`` a bad row is logged, counted and replaced."""
+        try:
+            return self._process(row)
+        except (SampleDecodeError, FileDecodeError) as exc:
+            error = self._as_sample_error(row, exc)
+            if not self.config.skip_bad_samples:
+                raise error from None
+            self._record_skip(error)
+        if self.source is not None and "index" in row:
+            size = len(self.source)
+            for step in range(1, self.config.max_replacements + 1):
+                candidate = self.source[(int(row["index"]) + step) % size]
+                try:
+                    return self._process(candidate)
+                except (SampleDecodeError, FileDecodeError) as exc:
+                    self._record_skip(self._as_sample_error(candidate, exc))
+            raise SampleDecodeError(self.reader.sample_id(row), None,
+                                    f"it and the next {self.config.max_replacements} samples are bad")
+        return {"segment_id": self.reader.sample_id(row), "skip_reason": self.skipped[-1]["reason"]}
+
+    def _as_sample_error(self, row: dict, exc: Exception) -> SampleDecodeError:
+        if isinstance(exc, SampleDecodeError):
+            return exc
+        return SampleDecodeError(self.reader.sample_id(row), exc.path, exc.reason)
+
+    def _record_skip(self, error: SampleDecodeError) -> None:
+        entry = {"sample_id": error.sample_id, "path": error.path or "", "reason": error.reason}
+        self.skipped.append(entry)
+        logger.warning("skipping bad sample %s", error)
+        if self.config.skip_log_path:
+            with open(self.config.skip_log_path, "a", encoding="utf-8") as fh:  # one short line: atomic append
+                fh.write(json.dumps(entry) + "\n")
+
+    def skip_report(self) -> dict[str, Any]:
+        """Skipped samples seen by this process (and by workers, when ``skip_log_path`` is set)."""
+        entries = list(self.skipped)
+        if self.config.skip_log_path and os.path.exists(self.config.skip_log_path):
+            with open(self.config.skip_log_path, encoding="utf-8") as fh:
+                logged = [json.loads(line) for line in fh if line.strip()]
+            entries = logged if len(logged) >= len(entries) else entries
+        return {"count": len(entries), "samples": entries}
+
+    # ---- the pipeline
+    def _process(self, row: dict) -> dict[str, Any]:
+        cfg = self.config
+        reader = self.reader
+        sample_id = reader.sample_id(row)
+        rng = self._rng(row)
+        first, length = reader.segment(row)
+        if length < 1:
+            raise SampleDecodeError(sample_id, None, f"segment has {length} frames (expected >= 1)")
+        rel = sample_indices(cfg.sampler, length, cfg.num_frames, cfg.train, rng,
+                             num_clips=1 if cfg.train else cfg.num_clips, stride=cfg.stride)  # [K, T]
+        numbers = rel + first  # absolute 1-based frame numbers
+        k, t = numbers.shape
+        flat = numbers.reshape(-1)
+        out: dict[str, Any] = {"segment_id": sample_id}
+        views = cfg.num_views > 1
+        mods = cfg.modalities
+
+        rgb = reader.read_rgb(row, flat) if "rgb" in mods else None
+        flow = reader.read_flow(row, flat) if "flow" in mods else None
+        if rgb is not None:
+            frame_size = tuple(rgb.shape[-2:])
+        elif flow is not None:
+            frame_size = tuple(flow.shape[-2:])
+        else:
+            frame_size = tuple(reader.frame_size(row))
+        params = sample_augmentation(rng, frame_size, cfg.augmentation, cfg.train)
+        n_crops = len(params.crops)
+
+        def arrange(per_clip: list[torch.Tensor]) -> torch.Tensor:
+            # per_clip[k]: [C, T, ...] -> [K*C, T, ...] clip-major, or [T, ...] without views
+            stacked = torch.cat(per_clip, dim=0)
+            return stacked if views else stacked[0]
+
+        if rgb is not None:
+            clips = rgb.reshape(k, t, *rgb.shape[1:])
+            out["pixel_values"] = arrange([apply_to_frames(clips[i], params, "rgb") for i in range(k)])
+        if flow is not None:
+            clips = flow.reshape(k, t, *flow.shape[1:])
+            out["flow_values"] = arrange([apply_to_frames(clips[i], params, "flow") for i in range(k)])
+        if "audio" in mods:
+            per_clip = []
+            for i in range(k):
+                spec = reader.read_audio_windows(row, numbers[i], cfg.audio)
+                if cfg.train:
+                    spec = mask_spectrogram(spec, rng, cfg.audio)
+                per_clip.append(spec.unsqueeze(0).expand(n_crops, *spec.shape))
+            out["audio_values"] = arrange(per_clip).contiguous()
+        if "layout" in mods:
+            frames = reader.read_boxes(row, flat, cfg.layout)
+            per_clip = []
+            for i in range(k):
+                clip_frames = frames[i * t: (i + 1) * t]
+                per_crop = [self._layout_for_crop(clip_frames, params, c) for c in range(n_crops)]
+                per_clip.append(per_crop)
+            for key in per_clip[0][0]:
+                stacked = torch.stack([crop[key] for clip in per_clip for crop in clip])
+                out[key] = stacked if views else stacked[0]
+        labels = reader.labels(row)
+        if labels:
+            out["labels"] = labels
+        return out
+
+    def _layout_for_crop(self, frames: list[dict[str, np.ndarray]], params: AugmentationParams, crop: int):
+        lcfg = self.config.layout
+        moved = []
+        for fr in frames:
+            if lcfg.follow_crop and len(fr["scores"]):
+                boxes, inside = transform_boxes(fr["boxes"], params, crop)
+                fr = {key: (boxes if key == "boxes" else value)[inside] for key, value in fr.items()}
+            moved.append(fr)
+        return pad_layout(moved, lcfg.max_boxes)
+
+
+def with_overrides(config: PipelineConfig, **changes) -> PipelineConfig:
+    """``dataclasses.replace`` for the pipeline config (kept for callers that build variants)."""
+    return replace(config, **changes)

@@ -1,0 +1,291 @@
+"""Cached teacher logits: run the ensemble once over a dataset and store its per-head logits (``mmkd-hf
+precompute``), then train with ``teacher_mode="cached"`` without any teacher forward.
+
+When is each mode right?
+
+- **online** (default): the ensemble runs every step on the *same augmented clip* as the student (same frames, same
+  crop; "consistent teaching", Beyer et al., "A good teacher is patient and consistent"). Correct with any
+  augmentation; costs a teacher forward per step.
+- **cached**: logits are computed once on deterministic, **un-augmented** views (eval transform). The student then
+  trains on augmented clips whose teacher targets belong to a different view, so cached targets are exact only when
+  training uses the same deterministic views (no train-time augmentation/random sampling); otherwise they are an
+  approximation that trades consistency for speed. Per-sample weighting is baked in at caching time (it uses labels).
+
+On disk (``output_dir``)::
+
+    cache_info.json             heads, class counts, teacher order, combine space, num samples, shard size, complete
+    shard-00000.parquet ...     columns segment_id (string) and logits_<head> (fixed-size list<float32>)
+
+Shards cover consecutive dataset indices; each is written atomically and skipped when present, so an interrupted
+run resumes. Under several processes, shard ``k`` is computed by process ``k % num_processes`` (every sample once,
+no padding duplicates, no gather needed); the main process marks the cache complete after all have finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from ..utils import atomic_path, atomic_write_json
+
+CACHE_INFO = "cache_info.json"
+CACHE_FORMAT = "mmkd-teacher-logits/1"
+
+
+def _shard_path(output_dir: Path, shard: int) -> Path:
+    return output_dir / f"shard-{shard:05d}.parquet"
+
+
+def _cache_info(ensemble, num_samples: int, shard_size: int) -> dict[str, Any]:
+    config = ensemble.config
+    return {
+        "format": CACHE_FORMAT,
+        "heads": dict(config.heads),
+        "head_order": list(config.heads),
+        "teacher_order": list(config.teachers),
+        "weighting": config.weighting,
+        "combine_space": config.combine_space,
+        "num_samples": int(num_samples),
+        "shard_size": int(shard_size),
+        "num_shards": -(-int(num_samples) // int(shard_size)),
+    }
+
+
+def _check_compatible(path: Path, existing: Mapping[str, Any], wanted: Mapping[str, Any]) -> None:
+    for key in ("format", "heads", "teacher_order", "weighting", "combine_space", "num_samples", "shard_size"):
+        if existing.get(key) != wanted.get(key):
+            raise ValueError(
+                f"{path}: holds a different cache ({key}: existing {existing.get(key)!r}, requested "
+                f"{wanted.get(key)!r}); use another output_dir (nothing was overwritten)"
+            )
+
+
+def _to_device(value: Any, device) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, Mapping):
+        return {key: _to_device(item, device) for key, item in value.items()}
+    return value
+
+
+@torch.no_grad()
+def _shard_table(ensemble, dataset: Dataset, indices: range, batch_size: int, collate_fn, heads) -> pa.Table:
+    loader = DataLoader(Subset(dataset, list(indices)), batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
+    ids: list[str] = []
+    logits: dict[str, list[np.ndarray]] = {head: [] for head in heads}
+    for batch in loader:
+        if "segment_id" not in batch:
+            raise ValueError("precompute needs 'segment_id' in every batch (items must carry their segment id)")
+        output = ensemble(**_to_device(batch, ensemble.device))
+        for head in heads:
+            head_logits = output.logits[head].float()
+            if not bool(torch.isfinite(head_logits).all()):
+                raise ValueError(f"teacher ensemble produced non-finite logits for head {head!r} in {batch['segment_id']}")
+            logits[head].append(head_logits.cpu().numpy())
+        ids.extend(str(segment) for segment in batch["segment_id"])
+    columns = {"segment_id": pa.array(ids, type=pa.string())}
+    for head, num_classes in heads.items():
+        values = np.concatenate(logits[head]).astype(np.float32)
+        if values.ndim != 2 or values.shape[1] != num_classes:
+            raise ValueError(f"head {head!r}: expected [N, {num_classes}] logits, got {values.shape} (views?)")
+        columns[f"logits_{head}"] = pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), num_classes)
+    return pa.table(columns)
+
+
+def precompute_teacher_logits(
+    ensemble,
+    dataset: Dataset,
+    output_dir: str | os.PathLike,
+    batch_size: int = 8,
+    shard_size: int = 256,
+    accelerator=None,
+    collate_fn: Callable | None = None,
+    progress: bool = True,
+) -> Path:
+    """Write the ensemble's per-head logits for every item of ``dataset`` (see the module docstring).
+
+    Args:
+        ensemble: a :class:`~mmkd_hf.models.ensemble.modeling_ensemble.MultimodalTeacherEnsemble` on its device.
+        dataset: items in the batch contract with ``segment_id``, built with the **eval** transform
+            (deterministic, un-augmented, one view).
+        output_dir: cache folder; an existing compatible cache is resumed, an incompatible one raises.
+        batch_size, shard_size: samples per forward / per shard file.
+        accelerator: ``accelerate.Accelerator`` for several processes (shards are split round-robin).
+        collate_fn: batch collator (default: :class:`mmkd_hf.data.collate.MultimodalCollator`).
+
+    Returns:
+        ``output_dir``.
+    """
+    if batch_size < 1 or shard_size < 1:
+        raise ValueError(f"batch_size and shard_size must be >= 1, given {batch_size}, {shard_size}")
+    if collate_fn is None:
+        from ..data.collate import MultimodalCollator
+
+        collate_fn = MultimodalCollator()
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    info = _cache_info(ensemble, len(dataset), shard_size)
+    info_path = output_dir / CACHE_INFO
+    is_main = accelerator is None or accelerator.is_main_process
+    if info_path.exists():
+        _check_compatible(output_dir, json.loads(info_path.read_text(encoding="utf-8")), info)
+    elif is_main:
+        atomic_write_json(info_path, {**info, "complete": False})
+    if accelerator is not None:
+        accelerator.wait_for_everyone()
+
+    rank = 0 if accelerator is None else accelerator.process_index
+    world = 1 if accelerator is None else accelerator.num_processes
+    ensemble.train(False)
+    my_shards = [shard for shard in range(info["num_shards"]) if shard % world == rank]
+    todo = [shard for shard in my_shards if not _shard_path(output_dir, shard).exists()]
+    iterator = todo
+    if progress and is_main and todo:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(todo, desc="precompute teacher logits (shards)")
+    for shard in iterator:
+        indices = range(shard * shard_size, min((shard + 1) * shard_size, len(dataset)))
+        table = _shard_table(ensemble, dataset, indices, batch_size, collate_fn, info["heads"])
+        with atomic_path(_shard_path(output_dir, shard)) as tmp:
+            pq.write_table(table, tmp)
+
+    if accelerator is not None:
+        accelerator.wait_for_everyone()
+    if is_main:
+        missing = [s for s in range(info["num_shards"]) if not _shard_path(output_dir, s).exists()]
+        if missing:
+            raise RuntimeError(f"{output_dir}: shards {missing[:5]} are missing after precompute")
+        atomic_write_json(info_path, {**info, "complete": True})
+    if accelerator is not None:
+        accelerator.wait_for_everyone()
+    return output_dir
+
+
+def load_cached_logits(output_dir: str | os.PathLike) -> dict[str, dict[str, np.ndarray]]:
+    """Read a complete cache -> ``{segment_id: {head: float32 [C]}}``.
+
+    Raises:
+        ValueError: not a cache, an incomplete cache, a missing shard or duplicated segment ids.
+    """
+    output_dir = Path(output_dir)
+    info_path = output_dir / CACHE_INFO
+    if not info_path.exists():
+        raise ValueError(f"{output_dir}: no {CACHE_INFO}; run `mmkd-hf precompute` first")
+    info = json.loads(info_path.read_text(encoding="utf-8"))
+    if info.get("format") != CACHE_FORMAT:
+        raise ValueError(f"{info_path}: not a teacher-logit cache (format {info.get('format')!r})")
+    if not info.get("complete"):
+        raise ValueError(f"{output_dir}: the cache is incomplete (interrupted precompute?); rerun precompute to resume")
+    heads = info["head_order"]
+    cache: dict[str, dict[str, np.ndarray]] = {}
+    for shard in range(info["num_shards"]):
+        path = _shard_path(output_dir, shard)
+        if not path.exists():
+            raise ValueError(f"{path}: shard missing from a cache marked complete")
+        table = pq.read_table(path)
+        ids = table.column("segment_id").to_pylist()
+        arrays = {
+            head: np.array(table.column(f"logits_{head}").combine_chunks().flatten(), dtype=np.float32).reshape(
+                len(ids), info["heads"][head]
+            )
+            for head in heads
+        }
+        for row, segment_id in enumerate(ids):
+            if segment_id in cache:
+                raise ValueError(f"{path}: segment id {segment_id!r} appears twice in the cache")
+            cache[segment_id] = {head: arrays[head][row] for head in heads}
+    return cache
+
+
+class CachedLogitsDataset(Dataset):
+    """Wraps a dataset so each item also carries ``teacher_logits = {head: FloatTensor[C]}`` (by ``segment_id``)."""
+
+    def __init__(self, dataset: Dataset, cache: Mapping[str, Mapping[str, np.ndarray]]):
+        self.dataset = dataset
+        self.cache = cache
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return add_cached_logits(self.dataset[index], self.cache)
+
+
+def add_cached_logits(item: dict[str, Any], cache: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, Any]:
+    """Return ``item`` with ``teacher_logits`` looked up by its ``segment_id`` (ValueError naming a missing id)."""
+    if item is None or item.get("skip_reason"):
+        return item
+    segment_id = str(item.get("segment_id"))
+    if segment_id not in cache:
+        raise ValueError(f"segment {segment_id!r} has no cached teacher logits; was the cache built on this split?")
+    item = dict(item)
+    item["teacher_logits"] = {head: torch.from_numpy(np.array(values)) for head, values in cache[segment_id].items()}
+    return item
+
+
+def with_cached_logits(dataset: Dataset, cache_dir: str | os.PathLike) -> CachedLogitsDataset:
+    """``CachedLogitsDataset(dataset, load_cached_logits(cache_dir))``."""
+    return CachedLogitsDataset(dataset, load_cached_logits(cache_dir))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mmkd-hf precompute",
+        description="Run a saved teacher ensemble once over a dataset split (deterministic eval views) and cache "
+        "its per-head logits for teacher_mode=cached distillation. Resumable; run under `accelerate launch` for "
+        "several processes.",
+    )
+    parser.add_argument("--teacher", required=True, help="saved MultimodalTeacherEnsemble folder or Hub repo id")
+    parser.add_argument("--dataset", default="mini-kitchens", help="dataset name (see mmkd_hf.data.registry)")
+    parser.add_argument("--data_dir", default=None, help="dataset folder (default: the dataset's default)")
+    parser.add_argument("--split", default="train", help="split to cache (default: train)")
+    parser.add_argument("--output_dir", required=True, help="cache folder (resumed when it already holds shards)")
+    parser.add_argument("--batch_size", type=int, default=8, help="samples per teacher forward")
+    parser.add_argument("--shard_size", type=int, default=256, help="samples per shard file")
+    parser.add_argument("--num_frames", type=int, default=16, help="frames per clip")
+    parser.add_argument("--crop_size", type=int, default=224, help="spatial size of the (center-cropped) views")
+    parser.add_argument("--seed", type=int, default=0, help="dataset seed")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``mmkd-hf precompute``."""
+    args = _parser().parse_args(argv)
+    from accelerate import Accelerator
+    from transformers import AutoModel
+
+    import mmkd_hf  # noqa: F401  (registers the models)
+    from ..data.registry import load_dataset
+
+    accelerator = Accelerator()
+    ensemble = AutoModel.from_pretrained(args.teacher).to(accelerator.device)
+    dataset = load_dataset(
+        args.dataset, data_dir=args.data_dir, split=args.split, modalities=tuple(ensemble.config.teachers),
+        num_frames=args.num_frames, crop_size=args.crop_size, train=False, seed=args.seed,
+    )
+    path = precompute_teacher_logits(
+        ensemble, dataset, args.output_dir, args.batch_size, args.shard_size, accelerator=accelerator
+    )
+    if accelerator.is_main_process:
+        print(f"cached teacher logits of {len(dataset)} samples in {path}")
+    return 0
+
+
+__all__ = [
+    "CachedLogitsDataset",
+    "add_cached_logits",
+    "load_cached_logits",
+    "main",
+    "precompute_teacher_logits",
+    "with_cached_logits",
+]

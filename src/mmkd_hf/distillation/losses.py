@@ -1,0 +1,191 @@
+"""Distillation losses as pure functions over per-head logit dicts (spec §6.3).
+
+Every function takes ``dict[str, Tensor]`` keyed by head (``verb``, ``noun``, ``action``), with ``[B, C]`` tensors
+(any extra leading dimensions, e.g. views ``[B, V, C]``, are folded into the batch). The student's heads define
+which heads enter a loss; a teacher or label dict may hold extra heads, which are ignored.
+
+The knowledge-distillation term is the one of Hinton et al. and of the original code::
+
+    L_KD = T² · mean_b KL(softmax(t_b / T) ‖ softmax(s_b / T))
+
+computed with ``kl_div(log_softmax(s/T), log_softmax(t/T), reduction="batchmean", log_target=True)``. Log-probabilities
+are valid logits (softmax(log p) = p), so an ensemble that returns log-probabilities (probability-space combination)
+goes through the same function unchanged; plain probabilities need ``teacher_input="probs"``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Mapping
+
+import torch
+import torch.nn.functional as F
+
+TeacherInput = Literal["logits", "probs"]
+
+_PROBABILITY_FLOOR = 1e-12
+
+
+def _check_same_shape(student: torch.Tensor, teacher: torch.Tensor, head: str | None = None) -> None:
+    if student.shape != teacher.shape:
+        where = f" for head {head!r}" if head is not None else ""
+        raise ValueError(
+            f"Student and teacher logits differ in shape{where}: student {tuple(student.shape)}, "
+            f"teacher {tuple(teacher.shape)}. Do the teacher's class counts match the student's?"
+        )
+
+
+def check_finite(tensor: torch.Tensor, name: str) -> None:
+    """Raise ``ValueError`` naming ``name`` when ``tensor`` holds NaN or ±inf."""
+    if not bool(torch.isfinite(tensor).all()):
+        num_bad = int((~torch.isfinite(tensor)).sum())
+        raise ValueError(f"{name} holds {num_bad} non-finite value(s) (NaN or inf); refusing to distil from it.")
+
+
+def _teacher_log_probs(teacher: torch.Tensor, temperature: float, teacher_input: TeacherInput) -> torch.Tensor:
+    if teacher_input == "logits":
+        return F.log_softmax(teacher / temperature, dim=-1)
+    if teacher_input == "probs":
+        logits = torch.log(teacher.clamp_min(_PROBABILITY_FLOOR))
+        return F.log_softmax(logits / temperature, dim=-1)
+    raise ValueError(f"teacher_input must be 'logits' or 'probs', got {teacher_input!r}")
+
+
+def kd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    temperature: float = 1.0,
+    teacher_input: TeacherInput = "logits",
+) -> torch.Tensor:
+    """``T² · mean_b KL(softmax(teacher/T) ‖ softmax(student/T))`` for one head.
+
+    Args:
+        student_logits: ``[B, C]`` (or ``[..., C]``; leading dimensions are folded into the batch).
+        teacher_logits: same shape: logits or log-probabilities (``teacher_input="logits"``), or probabilities
+            (``teacher_input="probs"``; they are turned into log-probabilities first, then softened by ``T``).
+        temperature: softening temperature ``T`` (> 0); the loss is multiplied by ``T²`` so gradient magnitudes do
+            not shrink as ``T`` grows.
+        teacher_input: what ``teacher_logits`` holds.
+
+    Returns:
+        A scalar tensor.
+
+    Raises:
+        ValueError: on a shape mismatch, a non-positive temperature or non-finite teacher values.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    _check_same_shape(student_logits, teacher_logits)
+    check_finite(teacher_logits, "teacher logits")
+    num_classes = student_logits.shape[-1]
+    student_log_probs = F.log_softmax(student_logits.reshape(-1, num_classes) / temperature, dim=-1)
+    teacher_log_probs = _teacher_log_probs(
+        teacher_logits.reshape(-1, num_classes).to(student_log_probs.dtype), temperature, teacher_input
+    )
+    kl = F.kl_div(student_log_probs, teacher_log_probs, reduction="batchmean", log_target=True)
+    return kl * temperature**2
+
+
+def _student_heads(student_logits: Mapping[str, torch.Tensor], other: Mapping, other_name: str) -> list[str]:
+    if not student_logits:
+        raise ValueError("student logits dict is empty: the student has no heads")
+    missing = [head for head in student_logits if head not in other]
+    if missing:
+        raise ValueError(
+            f"{other_name} lacks head(s) {missing}: expected every student head {list(student_logits)}, "
+            f"given {list(other)}"
+        )
+    return list(student_logits)
+
+
+def multi_head_kd_loss(
+    student_logits: Mapping[str, torch.Tensor],
+    teacher_logits: Mapping[str, torch.Tensor],
+    temperature: float = 1.0,
+    teacher_input: TeacherInput = "logits",
+) -> torch.Tensor:
+    """Mean over the student's heads of :func:`kd_loss` (not weighted by head weights, as the original).
+
+    Raises:
+        ValueError: a student head missing from the teacher, shape mismatch or non-finite teacher logits (the
+            message names the head).
+    """
+    heads = _student_heads(student_logits, teacher_logits, "teacher logits")
+    losses = []
+    for head in heads:
+        _check_same_shape(student_logits[head], teacher_logits[head], head)
+        check_finite(teacher_logits[head], f"teacher logits of head {head!r}")
+        losses.append(kd_loss(student_logits[head], teacher_logits[head], temperature, teacher_input))
+    return torch.stack(losses).mean()
+
+
+def multi_head_ce_loss(
+    logits: Mapping[str, torch.Tensor],
+    labels: Mapping[str, torch.Tensor],
+    head_weights: Mapping[str, float] | None = None,
+) -> torch.Tensor:
+    """``(1/|A|) Σ_a w_a · CE(logits_a, labels_a)`` over the heads ``A`` of ``logits`` (spec §6.3 ``L_GT``).
+
+    Logits with a views dimension ``[B, V, C]`` are averaged over views first (the model contract's loss).
+    ``head_weights`` defaults to 1 for every head; a head absent from ``head_weights`` gets weight 1.
+    """
+    heads = _student_heads(logits, labels, "labels")
+    losses = []
+    for head in heads:
+        head_logits = logits[head]
+        if head_logits.dim() == 3:
+            head_logits = head_logits.mean(dim=1)
+        head_labels = labels[head]
+        if head_labels.shape != head_logits.shape[:1]:
+            raise ValueError(
+                f"labels of head {head!r} have shape {tuple(head_labels.shape)}, expected {tuple(head_logits.shape[:1])}"
+            )
+        weight = 1.0 if head_weights is None else float(head_weights.get(head, 1.0))
+        losses.append(weight * F.cross_entropy(head_logits, head_labels.long()))
+    return torch.stack(losses).mean()
+
+
+def distillation_loss(
+    student_logits: Mapping[str, torch.Tensor],
+    teacher_logits: Mapping[str, torch.Tensor],
+    labels: Mapping[str, torch.Tensor] | None,
+    temperature: float = 1.0,
+    kd_weight: float = 1.0,
+    ce_weight: float = 0.0,
+    teacher_input: TeacherInput = "logits",
+    head_weights: Mapping[str, float] | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``kd_weight · L_KD + ce_weight · L_CE`` (spec §6.3).
+
+    The cross-entropy part is computed (for logging) whenever labels are given, even with ``ce_weight == 0``.
+
+    Returns:
+        ``(total, {"kd": L_KD, "ce": L_CE})``; the parts are detached, ``ce`` is absent without labels.
+
+    Raises:
+        ValueError: ``ce_weight > 0`` without labels, or any error of :func:`multi_head_kd_loss`.
+    """
+    kd = multi_head_kd_loss(student_logits, teacher_logits, temperature, teacher_input)
+    total = kd_weight * kd
+    parts = {"kd": kd.detach()}
+    if labels is not None:
+        ce = multi_head_ce_loss(student_logits, labels, head_weights)
+        parts["ce"] = ce.detach()
+        if ce_weight:
+            total = total + ce_weight * ce
+    elif ce_weight:
+        raise ValueError(f"ce_weight is {ce_weight} but no labels were given")
+    return total, parts
+
+
+@torch.no_grad()
+def teacher_student_agreement(
+    student_logits: Mapping[str, torch.Tensor], teacher_logits: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """Fraction of samples whose top-1 class is the same for student and teacher, per student head."""
+    heads = _student_heads(student_logits, teacher_logits, "teacher logits")
+    agreement = {}
+    for head in heads:
+        _check_same_shape(student_logits[head], teacher_logits[head], head)
+        same = student_logits[head].argmax(dim=-1) == teacher_logits[head].argmax(dim=-1)
+        agreement[head] = same.float().mean()
+    return agreement

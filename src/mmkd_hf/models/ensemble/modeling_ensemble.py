@@ -1,0 +1,531 @@
+"""The multimodal teacher ensemble as a ``transformers`` model (spec §6.1-6.2).
+
+The ensemble holds one frozen teacher per modality, gives each teacher the inputs of its modality (batch key
+``config.input_key`` of the teacher; ``"layout"`` means every ``layout_*`` key) and combines their logits per head
+with uniform, per-sample or full-dataset weights, in logit space (as the paper) or probability space.
+
+This file is self-contained (torch + transformers only): the weighting maths lives here and
+:mod:`mmkd_hf.distillation.weighting` re-exports it. Teachers are built with the Auto classes from their config
+dicts, so the ensemble imports no other model folder; the teacher model types must be registered (importing
+``mmkd_hf`` registers this package's models).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoModel, PreTrainedModel
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+from transformers.utils import ModelOutput
+
+from .configuration_ensemble import MultimodalTeacherEnsembleConfig
+
+LAYOUT_INPUT = "layout"
+LAYOUT_PREFIX = "layout_"
+DEFAULT_INPUT_KEY = "pixel_values"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Input routing (one place for the ensemble, the distillation trainer and the supervised trainer)
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def model_input_key(config: Any) -> str:
+    """The batch key that feeds a model: ``config.input_key`` (``pixel_values``/``flow_values``/``audio_values``/
+    ``layout``), or ``layout`` for an STLT config without one, else ``pixel_values``."""
+    key = getattr(config, "input_key", None)
+    if key:
+        return str(key)
+    if "stlt" in str(getattr(config, "model_type", "")).lower():
+        return LAYOUT_INPUT
+    return DEFAULT_INPUT_KEY
+
+
+def select_model_inputs(
+    batch: Mapping[str, Any], config: Any, include_labels: bool = False, model_name: str = "model"
+) -> dict[str, Any]:
+    """The keyword arguments a model takes from a collated batch (design.md batch contract).
+
+    A Video Swin model reads ``batch[config.input_key]`` as ``pixel_values`` (so a flow teacher gets
+    ``flow_values``, an audio teacher ``audio_values``); a layout model (``input_key == "layout"``) gets every
+    ``layout_*`` key. Everything else (other modalities, ``teacher_logits``, ``segment_id``) is dropped.
+
+    Args:
+        batch: the collated batch.
+        config: the model's config.
+        include_labels: also pass ``batch["labels"]`` when present.
+        model_name: names the model in error messages (e.g. ``"teacher 'flow'"``).
+
+    Raises:
+        ValueError: the batch lacks the model's input key.
+    """
+    key = model_input_key(config)
+    if key == LAYOUT_INPUT:
+        inputs = {name: value for name, value in batch.items() if name.startswith(LAYOUT_PREFIX)}
+        if "layout_boxes" not in inputs:
+            raise ValueError(
+                f"{model_name} reads the layout inputs (layout_* keys, at least 'layout_boxes'), absent from the "
+                f"batch; batch keys: {sorted(batch)}"
+            )
+    else:
+        if key not in batch or batch[key] is None:
+            raise ValueError(
+                f"{model_name} reads batch key {key!r} (config.input_key), absent from the batch; "
+                f"batch keys: {sorted(batch)}"
+            )
+        inputs = {"pixel_values": batch[key]}
+    if include_labels and batch.get("labels") is not None:
+        inputs["labels"] = batch["labels"]
+    return inputs
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Weighting schemes (pure)
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def uniform_weights(num_teachers: int, device: torch.device | None = None, dtype=torch.float32) -> torch.Tensor:
+    """``[N]`` weights ``1/N``."""
+    if num_teachers < 1:
+        raise ValueError(f"need at least one teacher, given {num_teachers}")
+    return torch.full((num_teachers,), 1.0 / num_teachers, device=device, dtype=dtype)
+
+
+def per_teacher_cross_entropy(teacher_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``ℓ_{b,t} = CE(Z_{b,t}, y_b)`` for stacked logits ``Z [B, N, C]`` and labels ``[B]`` -> ``[B, N]``.
+
+    Gather-based (no ``repeat_interleave``): ``-log_softmax(Z)[b, t, y_b]``. Logits with views ``[B, N, V, C]``
+    are averaged over views first.
+    """
+    if teacher_logits.dim() == 4:
+        teacher_logits = teacher_logits.mean(dim=2)
+    if teacher_logits.dim() != 3:
+        raise ValueError(f"teacher logits must be [B, N, C], given shape {tuple(teacher_logits.shape)}")
+    batch_size, num_teachers, _ = teacher_logits.shape
+    if labels.shape != (batch_size,):
+        raise ValueError(f"labels must be [B]=[{batch_size}], given shape {tuple(labels.shape)}")
+    log_probs = F.log_softmax(teacher_logits.float(), dim=-1)
+    index = labels.long().view(batch_size, 1, 1).expand(batch_size, num_teachers, 1)
+    return -log_probs.gather(-1, index).squeeze(-1)
+
+
+def per_sample_weights(teacher_logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """``w_{b,·} = softmin(ℓ_{b,·} / τ_w)`` over teachers -> ``[B, N]`` (rows sum to 1)."""
+    if temperature <= 0:
+        raise ValueError(f"weights temperature must be > 0, given {temperature}")
+    return F.softmin(per_teacher_cross_entropy(teacher_logits, labels) / temperature, dim=1)
+
+
+def full_dataset_weights(mean_losses: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """``w = softmin(L̄ / τ_w)`` for per-teacher mean held-out losses ``L̄ [N]`` -> ``[N]``."""
+    if temperature <= 0:
+        raise ValueError(f"weights temperature must be > 0, given {temperature}")
+    if mean_losses.dim() != 1:
+        raise ValueError(f"mean losses must be [N], given shape {tuple(mean_losses.shape)}")
+    return F.softmin(mean_losses.float() / temperature, dim=0)
+
+
+class FullDatasetWeightAccumulator:
+    """Running per-teacher CE sums over a held-out split, for one head.
+
+    The sums start at **zero** (the original code started them at ``1/N``). Under several processes, each process
+    accumulates its shard and :meth:`reduce_across_processes` sums the sums and counts over processes.
+
+    Args:
+        num_teachers: ``N``.
+    """
+
+    def __init__(self, num_teachers: int):
+        if num_teachers < 1:
+            raise ValueError(f"need at least one teacher, given {num_teachers}")
+        self.num_teachers = num_teachers
+        self.loss_sum = torch.zeros(num_teachers, dtype=torch.float64)
+        self.count = 0
+        self._reduced = False
+
+    def update(self, teacher_logits: torch.Tensor, labels: torch.Tensor) -> None:
+        """Add the per-teacher CE of a batch: ``teacher_logits [B, N, C]``, ``labels [B]``."""
+        if teacher_logits.shape[1] != self.num_teachers:
+            raise ValueError(
+                f"expected {self.num_teachers} teachers on dim 1, given shape {tuple(teacher_logits.shape)}"
+            )
+        losses = per_teacher_cross_entropy(teacher_logits.detach(), labels)
+        self.loss_sum += losses.sum(dim=0).to("cpu", torch.float64)
+        self.count += int(losses.shape[0])
+
+    def reduce_across_processes(self, accelerator) -> "FullDatasetWeightAccumulator":
+        """Sum loss sums and counts over processes (``accelerator.reduce(..., reduction="sum")``); call once."""
+        if self._reduced:
+            raise RuntimeError("reduce_across_processes was already called on this accumulator")
+        packed = torch.cat([self.loss_sum, torch.tensor([float(self.count)], dtype=torch.float64)])
+        packed = accelerator.reduce(packed.to(accelerator.device), reduction="sum").to("cpu", torch.float64)
+        self.loss_sum = packed[:-1].clone()
+        self.count = int(round(float(packed[-1])))
+        self._reduced = True
+        return self
+
+    def mean_losses(self) -> torch.Tensor:
+        if self.count == 0:
+            raise ValueError("no held-out samples were accumulated: the held-out split is empty")
+        return (self.loss_sum / self.count).float()
+
+    def compute(self, temperature: float = 1.0) -> torch.Tensor:
+        """``softmin(mean loss / τ_w)`` -> ``[N]``."""
+        return full_dataset_weights(self.mean_losses(), temperature)
+
+
+def combine_teacher_logits(
+    teacher_logits: torch.Tensor, weights: torch.Tensor, space: str = "logits"
+) -> torch.Tensor:
+    """Combine stacked teacher logits ``Z [B, N, C]`` (or ``[B, N, V, C]``) with weights ``[N]`` or ``[B, N]``.
+
+    - ``space="logits"``: ``Σ_t w_t · Z_t`` (the paper's ensemble; returns logits);
+    - ``space="probs"``: ``log Σ_t w_t · softmax(Z_t)`` (a mixture of the teachers' distributions), returned as
+      **log-probabilities** so the KD loss treats it like logits (``softmax(log p) = p``; at KD temperature ``T``
+      the mixture itself is softened, not each teacher).
+    """
+    if teacher_logits.dim() < 3:
+        raise ValueError(f"teacher logits must be [B, N, C], given shape {tuple(teacher_logits.shape)}")
+    batch_size, num_teachers = teacher_logits.shape[:2]
+    trailing = [1] * (teacher_logits.dim() - 2)
+    if weights.dim() == 1 and weights.shape[0] == num_teachers:
+        weights = weights.view(1, num_teachers, *trailing)
+    elif weights.dim() == 2 and tuple(weights.shape) == (batch_size, num_teachers):
+        weights = weights.view(batch_size, num_teachers, *trailing)
+    else:
+        raise ValueError(
+            f"weights must be [N]=[{num_teachers}] or [B, N]=[{batch_size}, {num_teachers}], "
+            f"given shape {tuple(weights.shape)}"
+        )
+    weights = weights.to(teacher_logits.device, teacher_logits.dtype)
+    if space == "logits":
+        return (weights * teacher_logits).sum(dim=1)
+    if space == "probs":
+        log_probs = F.log_softmax(teacher_logits, dim=-1)
+        return torch.logsumexp(log_probs + torch.log(weights), dim=1)
+    raise ValueError(f"space must be 'logits' or 'probs', given {space!r}")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The model
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class EnsembleOutput(ModelOutput):
+    """Output of :class:`MultimodalTeacherEnsemble`.
+
+    Attributes:
+        logits: per head, the combined teachers (log-probabilities when ``combine_space="probs"``).
+        teacher_logits: per modality, per head, each teacher's logits.
+        weights: per head, the teacher weights used: ``[N]`` or ``[B, N]`` (per-sample), in teacher order.
+    """
+
+    logits: dict[str, torch.Tensor] | None = None
+    teacher_logits: dict[str, dict[str, torch.Tensor]] | None = None
+    weights: dict[str, torch.Tensor] | None = None
+
+
+def _teacher_config_from_dict(modality: str, config_dict: Mapping[str, Any]):
+    config_dict = dict(config_dict)
+    model_type = config_dict.get("model_type")
+    if model_type not in CONFIG_MAPPING:
+        raise ValueError(
+            f"teacher {modality!r}: model_type {model_type!r} is not registered with AutoConfig "
+            "(import mmkd_hf first, or register the teacher's config)"
+        )
+    return CONFIG_MAPPING[model_type].from_dict(config_dict)
+
+
+def _to_device(value: Any, device: torch.device) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, Mapping):
+        return {key: _to_device(item, device) for key, item in value.items()}
+    return value
+
+
+class MultimodalTeacherEnsemble(PreTrainedModel):
+    """Frozen per-modality teachers combined per head (spec §6.1-6.2).
+
+    The teachers stay in eval mode with ``requires_grad=False`` whatever ``.train()`` is called with. The teacher
+    weights are persistent buffers ``teacher_weights_<head>`` (``[N]``, teacher order = ``config.teachers`` order),
+    so ``save_pretrained`` / ``from_pretrained`` round-trip fitted full-dataset weights.
+
+    Build it from trained teachers with :meth:`from_teachers`, or from a saved folder with ``from_pretrained``.
+    """
+
+    config_class = MultimodalTeacherEnsembleConfig
+    base_model_prefix = "ensemble"
+    main_input_name = "pixel_values"
+    supports_gradient_checkpointing = False
+    _supports_sdpa = True
+    _supports_flash_attn = True
+
+    def __init__(self, config: MultimodalTeacherEnsembleConfig):
+        super().__init__(config)
+        if not config.teachers:
+            raise ValueError("the ensemble config has no teachers")
+        if not config.heads:
+            raise ValueError("the ensemble config has no heads")
+        self.teachers = nn.ModuleDict(
+            {
+                modality: AutoModel.from_config(_teacher_config_from_dict(modality, teacher_dict))
+                for modality, teacher_dict in config.teachers.items()
+            }
+        )
+        for modality, teacher in self.teachers.items():
+            check_teacher_heads(modality, getattr(teacher.config, "heads", None), config.heads)
+        for head in config.heads:
+            self.register_buffer(f"teacher_weights_{head}", uniform_weights(len(config.teachers)), persistent=True)
+        self.post_init()
+        self.freeze()
+
+    # -- construction -------------------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_teachers(
+        cls,
+        teachers: Mapping[str, PreTrainedModel],
+        heads: Mapping[str, int] | None = None,
+        weighting: str = "uniform",
+        weights_temperature: float = 1.0,
+        combine_space: str = "logits",
+        held_out_split_file: str | None = None,
+    ) -> "MultimodalTeacherEnsemble":
+        """Build the ensemble from trained teachers ``{modality: model}`` (their weights are copied).
+
+        Args:
+            teachers: ``{modality: teacher}``; the order is the teacher order of the weights.
+            heads: the student's ``{head: num_classes}``; defaults to the first teacher's heads.
+
+        Raises:
+            ValueError: a teacher whose heads or class counts differ from ``heads`` (names the teacher and head).
+        """
+        if not teachers:
+            raise ValueError("from_teachers needs at least one teacher")
+        first = next(iter(teachers.values()))
+        heads = dict(heads if heads is not None else getattr(first.config, "heads", {}) or {})
+        for modality, teacher in teachers.items():
+            check_teacher_heads(modality, getattr(teacher.config, "heads", None), heads)
+        config = MultimodalTeacherEnsembleConfig(
+            teachers={modality: teacher.config.to_dict() for modality, teacher in teachers.items()},
+            heads=heads,
+            weighting=weighting,
+            weights_temperature=weights_temperature,
+            combine_space=combine_space,
+            held_out_split_file=held_out_split_file,
+        )
+        ensemble = cls(config)
+        for modality, teacher in teachers.items():
+            ensemble.teachers[modality].load_state_dict(teacher.state_dict(), strict=True)
+        return ensemble
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs) -> "MultimodalTeacherEnsemble":
+        """``PreTrainedModel.from_pretrained``, then freeze again (loading re-creates the parameters)."""
+        model = super().from_pretrained(*args, **kwargs)
+        model.freeze()
+        return model
+
+    def freeze(self) -> "MultimodalTeacherEnsemble":
+        """``requires_grad=False`` on every parameter and eval mode everywhere."""
+        self.requires_grad_(False)
+        return self.train(False)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # The teachers initialise themselves (each is a PreTrainedModel); the ensemble owns only the weight buffers.
+        if module is self:
+            for head in self.config.heads:
+                getattr(self, f"teacher_weights_{head}").fill_(1.0 / len(self.config.teachers))
+
+    # -- state -----------------------------------------------------------------------------------------------------
+
+    def train(self, mode: bool = True) -> "MultimodalTeacherEnsemble":
+        """The ensemble is inference-only: ``train(True)`` is accepted but every module stays in eval mode."""
+        super().train(False)
+        return self
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.config.teachers)
+
+    def teacher_weights(self) -> dict[str, torch.Tensor]:
+        """The stored (uniform or fitted full-dataset) weights per head, ``[N]`` each."""
+        return {head: getattr(self, f"teacher_weights_{head}") for head in self.config.heads}
+
+    def set_teacher_weights(self, weights: Mapping[str, torch.Tensor]) -> None:
+        """Overwrite the stored weights (one ``[N]`` tensor per head, non-negative, summing to 1)."""
+        num_teachers = len(self.config.teachers)
+        for head in self.config.heads:
+            if head not in weights:
+                raise ValueError(f"weights lack head {head!r}; expected heads {list(self.config.heads)}")
+            value = torch.as_tensor(weights[head], dtype=torch.float32)
+            if value.shape != (num_teachers,):
+                raise ValueError(f"weights of head {head!r} must be [{num_teachers}], given {tuple(value.shape)}")
+            if not bool(torch.isfinite(value).all()) or bool((value < 0).any()):
+                raise ValueError(f"weights of head {head!r} must be finite and non-negative, given {value.tolist()}")
+            getattr(self, f"teacher_weights_{head}").copy_(value)
+
+    # -- forward ---------------------------------------------------------------------------------------------------
+
+    def teacher_forward(self, batch: Mapping[str, Any]) -> dict[str, dict[str, torch.Tensor]]:
+        """Each teacher's logits on its modality's inputs: ``{modality: {head: Tensor}}``."""
+        teacher_logits = {}
+        for modality, teacher in self.teachers.items():
+            inputs = select_model_inputs(batch, teacher.config, model_name=f"teacher {modality!r}")
+            outputs = teacher(**inputs)
+            logits = outputs["logits"] if isinstance(outputs, Mapping) else outputs.logits
+            missing = [head for head in self.config.heads if head not in logits]
+            if missing:
+                raise ValueError(f"teacher {modality!r} returned no logits for head(s) {missing}")
+            teacher_logits[modality] = {head: logits[head] for head in self.config.heads}
+        return teacher_logits
+
+    def _weights_for_head(
+        self, head: str, stacked: torch.Tensor, labels: Mapping[str, torch.Tensor] | None
+    ) -> torch.Tensor:
+        if self.config.weighting == "per-sample":
+            if labels is None or head not in labels:
+                raise ValueError(
+                    f"per-sample weighting needs labels[{head!r}] at forward time (the teachers' CE on the "
+                    "ground-truth label sets each sample's weights); call forward(labels=...)"
+                )
+            return per_sample_weights(stacked, labels[head].to(stacked.device), self.config.weights_temperature)
+        return getattr(self, f"teacher_weights_{head}")
+
+    def combine(
+        self, teacher_logits: Mapping[str, Mapping[str, torch.Tensor]], labels: Mapping[str, torch.Tensor] | None = None
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Combine per-teacher logits into per-head ensemble logits; returns ``(logits, weights)``."""
+        combined, used_weights = {}, {}
+        for head in self.config.heads:
+            stacked = torch.stack([teacher_logits[modality][head] for modality in self.config.teachers], dim=1)
+            weights = self._weights_for_head(head, stacked, labels)
+            combined[head] = combine_teacher_logits(stacked, weights, self.config.combine_space)
+            used_weights[head] = weights
+        return combined, used_weights
+
+    @torch.no_grad()
+    def forward(self, labels: Mapping[str, torch.Tensor] | None = None, **batch: Any) -> EnsembleOutput:
+        """Run every teacher on its modality and combine per head.
+
+        Args:
+            labels: ``{head: LongTensor[B]}``; required for ``per-sample`` weighting, unused otherwise.
+            **batch: the collated batch (design.md); each teacher takes its own keys, the rest is ignored.
+
+        Raises:
+            ValueError: a configured teacher's input key is absent from the batch (names teacher and key), or
+                per-sample weighting without labels.
+        """
+        teacher_logits = self.teacher_forward(batch)
+        logits, weights = self.combine(teacher_logits, labels)
+        return EnsembleOutput(logits=logits, teacher_logits=teacher_logits, weights=weights)
+
+    # -- full-dataset weights ----------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def fit_full_dataset_weights(
+        self, dataloader: Iterable[Mapping[str, Any]], accelerator=None, set_weighting: bool = True
+    ) -> dict[str, torch.Tensor]:
+        """Fit ``softmin(mean CE / τ_w)`` per head on a held-out split and store it in the weight buffers.
+
+        Args:
+            dataloader: batches of the held-out split (deterministic, un-augmented views), with ``labels``. With an
+                ``accelerator`` of several processes and a plain ``torch.utils.data.DataLoader``, each process
+                iterates a disjoint strided shard of its dataset (every sample counted once) and the per-teacher
+                sums are summed across processes; any other iterable is taken as already sharded per process.
+            accelerator: an ``accelerate.Accelerator`` or ``None`` (single process).
+            set_weighting: also set ``config.weighting = "full-dataset"``.
+
+        Returns:
+            ``{head: [N] weights}`` (identical on every process).
+        """
+        self.train(False)
+        device = self.device
+        if accelerator is not None and accelerator.num_processes > 1:
+            dataloader = shard_dataloader(dataloader, accelerator.process_index, accelerator.num_processes)
+        accumulators = {head: FullDatasetWeightAccumulator(len(self.config.teachers)) for head in self.config.heads}
+        for batch in dataloader:
+            labels = batch.get("labels")
+            if labels is None:
+                raise ValueError("full-dataset weighting needs labels in every held-out batch")
+            batch = _to_device(dict(batch), device)
+            teacher_logits = self.teacher_forward(batch)
+            for head, accumulator in accumulators.items():
+                if head not in batch["labels"]:
+                    raise ValueError(f"held-out batch labels lack head {head!r}; given {list(batch['labels'])}")
+                stacked = torch.stack([teacher_logits[m][head] for m in self.config.teachers], dim=1)
+                accumulator.update(stacked, batch["labels"][head])
+        if accelerator is not None and accelerator.num_processes > 1:
+            for accumulator in accumulators.values():
+                accumulator.reduce_across_processes(accelerator)
+        weights = {
+            head: accumulator.compute(self.config.weights_temperature) for head, accumulator in accumulators.items()
+        }
+        self.set_teacher_weights(weights)
+        if set_weighting:
+            self.config.weighting = "full-dataset"
+        return {head: value.clone() for head, value in self.teacher_weights().items()}
+
+
+def shard_dataloader(dataloader, process_index: int, num_processes: int):
+    """A DataLoader over samples ``process_index, process_index + P, ...`` of a plain DataLoader's dataset.
+
+    Keeps batch size, collate function and workers. Returns ``dataloader`` unchanged when it is not a plain
+    ``torch.utils.data.DataLoader`` (e.g. already prepared by accelerate: then it is already sharded).
+    """
+    from torch.utils.data import DataLoader, Subset
+
+    if type(dataloader) is not DataLoader:
+        return dataloader
+    dataset = dataloader.dataset
+    indices = list(range(process_index, len(dataset), num_processes))
+    return DataLoader(
+        Subset(dataset, indices),
+        batch_size=dataloader.batch_size,
+        shuffle=False,
+        collate_fn=dataloader.collate_fn,
+        num_workers=dataloader.num_workers,
+    )
+
+
+def check_teacher_heads(modality: str, teacher_heads: Mapping[str, int] | None, student_heads: Mapping[str, int]) -> None:
+    """Raise ``ValueError`` unless a teacher has exactly the student's heads with the same class counts."""
+    teacher_heads = dict(teacher_heads or {})
+    student_heads = dict(student_heads)
+    for head, num_classes in student_heads.items():
+        if head not in teacher_heads:
+            raise ValueError(
+                f"teacher {modality!r} lacks head {head!r}: student heads {student_heads}, teacher heads {teacher_heads}"
+            )
+        if int(teacher_heads[head]) != int(num_classes):
+            raise ValueError(
+                f"teacher {modality!r} head {head!r} has {teacher_heads[head]} classes, the student's has {num_classes}"
+            )
+    extra = [head for head in teacher_heads if head not in student_heads]
+    if extra:
+        raise ValueError(
+            f"teacher {modality!r} has head(s) {extra} that the student lacks: student heads {student_heads}, "
+            f"teacher heads {teacher_heads}"
+        )
+
+
+__all__ = [
+    "EnsembleOutput",
+    "FullDatasetWeightAccumulator",
+    "MultimodalTeacherEnsemble",
+    "check_teacher_heads",
+    "combine_teacher_logits",
+    "full_dataset_weights",
+    "model_input_key",
+    "per_sample_weights",
+    "per_teacher_cross_entropy",
+    "select_model_inputs",
+    "shard_dataloader",
+    "uniform_weights",
+]

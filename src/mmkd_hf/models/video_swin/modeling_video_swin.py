@@ -1,0 +1,624 @@
+"""Video Swin Transformer (Liu et al., "Video Swin Transformer", CVPR 2022) as a ``transformers`` model.
+
+The module tree and parameter names follow the original code (spec section 3.1), so the authors' checkpoints
+load 1:1 into :class:`VideoSwinForVideoClassification`:
+
+``backbone.patch_embed.{proj,norm}``, ``backbone.layers.<stage>.blocks.<block>.{norm1, attn.qkv, attn.proj,
+attn.relative_position_bias_table, attn.relative_position_index, norm2, mlp.fc1, mlp.fc2}``,
+``backbone.layers.<stage>.downsample.{norm,reduction}``, ``backbone.norm`` and ``classifiers.<head>``.
+
+Tensors inside the backbone are channels-last ``[N, T, H, W, C]``. Window attention runs through
+``torch.nn.functional.scaled_dot_product_attention`` with the relative-position bias (plus the
+shifted-window mask) as an additive ``attn_mask``.
+
+This folder is self-contained (relative imports, torch and transformers only) so that ``save_pretrained``
+can ship it for ``trust_remote_code=True``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers.utils import ModelOutput
+
+from .configuration_video_swin import VideoSwinConfig
+
+# Added to attention scores between tokens that a shifted window brings together from different regions.
+SHIFTED_WINDOW_MASK_VALUE = -100.0
+
+Triple = tuple[int, int, int]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Pure helpers
+# ----------------------------------------------------------------------------------------------------------
+
+
+def drop_path_rates(drop_path_rate: float, num_blocks: int) -> list[float]:
+    """Stochastic-depth rate of every block: ``linspace(0, drop_path_rate, num_blocks)``.
+
+    Computed in Python (not ``torch.linspace``) so it also works while the model is built on the meta device.
+    """
+    if num_blocks == 1:
+        return [0.0]
+    return [drop_path_rate * index / (num_blocks - 1) for index in range(num_blocks)]
+
+
+def effective_window_and_shift(feature_size: Triple, window_size: Triple, shift_size: Triple) -> tuple[Triple, Triple]:
+    """Shrinks the window to the feature map, and drops the shift, on every axis where size <= window.
+
+    Args:
+        feature_size: (T, H, W) of the un-padded feature map.
+        window_size: Configured window (T, H, W).
+        shift_size: Configured shift (T, H, W), 0 or window // 2.
+
+    Returns:
+        The ``(window, shift)`` the block really uses, as in the original ``get_window_size``.
+    """
+    window = tuple(size if size <= win else win for size, win in zip(feature_size, window_size))
+    shift = tuple(0 if size <= win else sh for size, win, sh in zip(feature_size, window_size, shift_size))
+    return window, shift
+
+
+def padding_to_multiple(size: Triple, multiple: Triple) -> Triple:
+    """Zeros to add after each of (T, H, W) so that every axis becomes a multiple of ``multiple``."""
+    return tuple((-length) % step for length, step in zip(size, multiple))
+
+
+def relative_position_index(window_size: Triple) -> torch.Tensor:
+    """Index into the relative-position bias table for every (query, key) pair of a 3-D window.
+
+    Tokens are ordered (t, h, w) row-major. The relative offset (dt, dh, dw) of a pair, each shifted to start
+    at 0, is flattened with strides ((2Wh-1)(2Ww-1), 2Ww-1, 1) into one of (2Wt-1)(2Wh-1)(2Ww-1) rows.
+
+    Returns:
+        Long tensor ``[Wt*Wh*Ww, Wt*Wh*Ww]``.
+    """
+    wt, wh, ww = window_size
+    grid_t, grid_h, grid_w = torch.meshgrid(
+        torch.arange(wt), torch.arange(wh), torch.arange(ww), indexing="ij"
+    )
+    coords = torch.stack([grid_t.flatten(), grid_h.flatten(), grid_w.flatten()])  # [3, N]
+    offsets = coords[:, :, None] - coords[:, None, :]  # [3, N, N], query minus key
+    offset_t = offsets[0] + (wt - 1)
+    offset_h = offsets[1] + (wh - 1)
+    offset_w = offsets[2] + (ww - 1)
+    return offset_t * (2 * wh - 1) * (2 * ww - 1) + offset_h * (2 * ww - 1) + offset_w
+
+
+def window_partition(x: torch.Tensor, window: Triple) -> torch.Tensor:
+    """Splits ``[B, T, H, W, C]`` (each axis a multiple of the window) into ``[B, num_windows, tokens, C]``."""
+    b, t, h, w, c = x.shape
+    wt, wh, ww = window
+    x = x.view(b, t // wt, wt, h // wh, wh, w // ww, ww, c)
+    x = x.permute(0, 1, 3, 5, 2, 4, 6, 7)  # B, nT, nH, nW, wt, wh, ww, C
+    return x.reshape(b, -1, wt * wh * ww, c)
+
+
+def window_merge(windows: torch.Tensor, window: Triple, padded_size: Triple) -> torch.Tensor:
+    """Inverse of :func:`window_partition`: ``[B, num_windows, tokens, C]`` -> ``[B, T, H, W, C]``."""
+    b, _, _, c = windows.shape
+    t, h, w = padded_size
+    wt, wh, ww = window
+    x = windows.view(b, t // wt, h // wh, w // ww, wt, wh, ww, c)
+    x = x.permute(0, 1, 4, 2, 5, 3, 6, 7)  # B, nT, wt, nH, wh, nW, ww, C
+    return x.reshape(b, t, h, w, c)
+
+
+def shifted_window_mask(padded_size: Triple, window: Triple, shift: Triple, device: torch.device) -> torch.Tensor:
+    """Additive mask that keeps a shifted window from mixing tokens of different regions.
+
+    After the cyclic roll by ``-shift`` every axis of length L splits into regions [0, L - window),
+    [L - window, L - shift) and [L - shift, L) (a single region when the shift is 0). Two tokens of the same
+    window may attend to each other only if they lie in the same region on all three axes.
+
+    Returns:
+        Float tensor ``[num_windows, tokens, tokens]`` holding 0 (allowed) or -100 (masked).
+    """
+    region_ids = []
+    for length, win, sh in zip(padded_size, window, shift):
+        position = torch.arange(length, device=device)
+        if sh > 0:
+            region_ids.append((position >= length - win).long() + (position >= length - sh).long())
+        else:
+            region_ids.append(torch.zeros_like(position))
+    region = (
+        region_ids[0][:, None, None] * 9 + region_ids[1][None, :, None] * 3 + region_ids[2][None, None, :]
+    )  # [T, H, W], one id in 0..26 per position
+    region_windows = window_partition(region[None, ..., None], window)[0, ..., 0]  # [num_windows, tokens]
+    different = region_windows[:, :, None] != region_windows[:, None, :]
+    return different.float() * SHIFTED_WINDOW_MASK_VALUE
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Layers
+# ----------------------------------------------------------------------------------------------------------
+
+
+class VideoSwinDropPath(nn.Module):
+    """Stochastic depth: drops the whole residual branch of a sample with probability ``drop_prob``."""
+
+    def __init__(self, drop_prob: float) -> None:
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.drop_prob == 0.0 or not self.training:
+            return x
+        keep_prob = 1.0 - self.drop_prob
+        keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep_prob)
+        return x * keep / keep_prob
+
+    def extra_repr(self) -> str:
+        return f"drop_prob={self.drop_prob:.4f}"
+
+
+class VideoSwinPatchEmbedding(nn.Module):
+    """Conv3d tubelet embedding (kernel = stride = patch), zero-padding the clip to patch multiples."""
+
+    def __init__(self, config: VideoSwinConfig) -> None:
+        super().__init__()
+        self.patch_size = tuple(config.patch_size)
+        self.proj = nn.Conv3d(
+            config.num_channels, config.embed_dim, kernel_size=self.patch_size, stride=self.patch_size
+        )
+        self.norm = nn.LayerNorm(config.embed_dim, eps=config.layer_norm_eps) if config.patch_norm else None
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        """``[N, C, T, H, W]`` -> channels-last ``[N, T', H', W', embed_dim]``."""
+        pad_t, pad_h, pad_w = padding_to_multiple(tuple(video.shape[-3:]), self.patch_size)
+        if pad_t or pad_h or pad_w:
+            video = F.pad(video, (0, pad_w, 0, pad_h, 0, pad_t))
+        x = self.proj(video).permute(0, 2, 3, 4, 1)
+        if self.norm is not None:
+            x = self.norm(x)
+        return x
+
+
+class VideoSwinWindowAttention(nn.Module):
+    """Multi-head self-attention inside 3-D windows with a learned relative-position bias."""
+
+    def __init__(self, config: VideoSwinConfig, dim: int, num_heads: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.window_size = tuple(config.window_size)
+        self.attn_drop_rate = config.attn_drop_rate
+        wt, wh, ww = self.window_size
+        self.relative_position_bias_table = nn.Parameter(
+            torch.zeros((2 * wt - 1) * (2 * wh - 1) * (2 * ww - 1), num_heads)
+        )
+        self.register_buffer("relative_position_index", relative_position_index(self.window_size), persistent=True)
+        self.qkv = nn.Linear(dim, dim * 3, bias=config.qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(config.drop_rate)
+        init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+
+    def relative_position_bias(self, num_tokens: int) -> torch.Tensor:
+        """Bias ``[heads, tokens, tokens]`` for a window of ``num_tokens`` tokens.
+
+        A shrunk window takes the top-left ``num_tokens x num_tokens`` block of the full index, exactly as
+        the original (and torchvision); that is exact when only the leading (temporal) axis shrinks.
+        """
+        index = self.relative_position_index[:num_tokens, :num_tokens].reshape(-1)
+        bias = self.relative_position_bias_table[index].view(num_tokens, num_tokens, self.num_heads)
+        return bias.permute(2, 0, 1)
+
+    def forward(self, windows: torch.Tensor, region_mask: torch.Tensor | None) -> torch.Tensor:
+        """Attends within each window.
+
+        Args:
+            windows: ``[B, num_windows, tokens, C]``.
+            region_mask: ``[num_windows, tokens, tokens]`` shifted-window mask, or None without shift.
+
+        Returns:
+            ``[B, num_windows, tokens, C]``.
+        """
+        b, num_windows, num_tokens, c = windows.shape
+        head_dim = c // self.num_heads
+        qkv = self.qkv(windows).view(b, num_windows, num_tokens, 3, self.num_heads, head_dim)
+        bias = self.relative_position_bias(num_tokens)  # [heads, N, N]
+        if region_mask is None:
+            # Windows go to the batch axis; the same bias serves every window.
+            query, key, value = qkv.permute(3, 0, 1, 4, 2, 5).reshape(3, b * num_windows, self.num_heads, num_tokens, head_dim)
+            attn_mask = bias.unsqueeze(0)  # [1, heads, N, N]
+        else:
+            # Windows join the heads axis so that the per-window mask broadcasts over the batch.
+            query, key, value = qkv.permute(3, 0, 1, 4, 2, 5).reshape(3, b, num_windows * self.num_heads, num_tokens, head_dim)
+            attn_mask = (region_mask.unsqueeze(1) + bias.unsqueeze(0)).reshape(1, num_windows * self.num_heads, num_tokens, num_tokens)
+        attended = F.scaled_dot_product_attention(
+            query,
+            key,
+            value,
+            attn_mask=attn_mask.to(query.dtype),
+            dropout_p=self.attn_drop_rate if self.training else 0.0,
+        )
+        attended = attended.view(b, num_windows, self.num_heads, num_tokens, head_dim).transpose(2, 3)
+        return self.proj_drop(self.proj(attended.reshape(b, num_windows, num_tokens, c)))
+
+
+class VideoSwinMlp(nn.Module):
+    """Block feed-forward: Linear -> GELU -> Dropout -> Linear -> Dropout."""
+
+    def __init__(self, config: VideoSwinConfig, dim: int) -> None:
+        super().__init__()
+        hidden = int(dim * config.mlp_ratio)
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+        self.drop = nn.Dropout(config.drop_rate)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+class VideoSwinBlock(GradientCheckpointingLayer):
+    """Pre-norm Swin block: ``x + DropPath(W-MSA(LN x))`` then ``x + DropPath(MLP(LN x))``."""
+
+    def __init__(self, config: VideoSwinConfig, dim: int, num_heads: int, shifted: bool, drop_path: float) -> None:
+        super().__init__()
+        self.window_size = tuple(config.window_size)
+        self.shift_size = tuple(size // 2 for size in self.window_size) if shifted else (0, 0, 0)
+        self.norm1 = nn.LayerNorm(dim, eps=config.layer_norm_eps)
+        self.attn = VideoSwinWindowAttention(config, dim, num_heads)
+        self.drop_path = VideoSwinDropPath(drop_path)
+        self.norm2 = nn.LayerNorm(dim, eps=config.layer_norm_eps)
+        self.mlp = VideoSwinMlp(config, dim)
+
+    def window_attention(self, x: torch.Tensor, window: Triple, shift: Triple, region_mask: torch.Tensor | None) -> torch.Tensor:
+        """Pads to window multiples, rolls by ``-shift``, attends per window, then undoes all three."""
+        _, t, h, w, _ = x.shape
+        pad_t, pad_h, pad_w = padding_to_multiple((t, h, w), window)
+        if pad_t or pad_h or pad_w:
+            x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h, 0, pad_t))
+        padded_size = (t + pad_t, h + pad_h, w + pad_w)
+        is_shifted = any(shift)
+        if is_shifted:
+            x = torch.roll(x, shifts=(-shift[0], -shift[1], -shift[2]), dims=(1, 2, 3))
+        windows = self.attn(window_partition(x, window), region_mask if is_shifted else None)
+        x = window_merge(windows, window, padded_size)
+        if is_shifted:
+            x = torch.roll(x, shifts=shift, dims=(1, 2, 3))
+        if pad_t or pad_h or pad_w:
+            x = x[:, :t, :h, :w]
+        return x
+
+    def forward(self, x: torch.Tensor, region_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``[N, T, H, W, C]`` -> same shape. ``region_mask`` comes from the stage (shifted blocks only)."""
+        window, shift = effective_window_and_shift(tuple(x.shape[1:4]), self.window_size, self.shift_size)
+        x = x + self.drop_path(self.window_attention(self.norm1(x), window, shift, region_mask))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class VideoSwinPatchMerging(nn.Module):
+    """Spatial 2x downsampling: concat the 2x2 neighbours -> LayerNorm(4C) -> Linear(4C -> 2C, no bias)."""
+
+    def __init__(self, config: VideoSwinConfig, dim: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(4 * dim, eps=config.layer_norm_eps)
+        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, t, h, w, c = x.shape
+        if h % 2 or w % 2:
+            x = F.pad(x, (0, 0, 0, w % 2, 0, h % 2))
+            h, w = h + h % 2, w + w % 2
+        # The original concatenates x[0::2, 0::2], x[1::2, 0::2], x[0::2, 1::2], x[1::2, 1::2] (rows, cols):
+        # the row offset varies fastest, so the column offset goes first in the permuted view.
+        x = x.view(n, t, h // 2, 2, w // 2, 2, c).permute(0, 1, 2, 4, 5, 3, 6)
+        return self.reduction(self.norm(x.reshape(n, t, h // 2, w // 2, 4 * c)))
+
+
+class VideoSwinStage(nn.Module):
+    """Swin blocks alternating plain and shifted windows, then (except the last stage) patch merging."""
+
+    def __init__(self, config: VideoSwinConfig, stage: int, drop_paths: list[float]) -> None:
+        super().__init__()
+        dim = config.embed_dim * 2**stage
+        self.window_size = tuple(config.window_size)
+        self.shift_size = tuple(size // 2 for size in self.window_size)
+        self.blocks = nn.ModuleList(
+            VideoSwinBlock(config, dim, config.num_heads[stage], shifted=index % 2 == 1, drop_path=drop_paths[index])
+            for index in range(config.depths[stage])
+        )
+        is_last = stage == len(config.depths) - 1
+        self.downsample = None if is_last else VideoSwinPatchMerging(config, dim)
+        self._mask_cache: dict[tuple, torch.Tensor] = {}
+
+    def region_mask(self, feature_size: Triple, device: torch.device) -> torch.Tensor | None:
+        """Shifted-window mask for this stage's feature size (cached per size and device), or None."""
+        window, shift = effective_window_and_shift(feature_size, self.window_size, self.shift_size)
+        if len(self.blocks) < 2 or not any(shift):
+            return None
+        padded = tuple(size + pad for size, pad in zip(feature_size, padding_to_multiple(feature_size, window)))
+        if torch.compiler.is_compiling():
+            return shifted_window_mask(padded, window, shift, device)
+        key = (padded, window, shift, str(device))
+        if key not in self._mask_cache:
+            self._mask_cache.clear()
+            self._mask_cache[key] = shifted_window_mask(padded, window, shift, device)
+        return self._mask_cache[key]
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns ``(output after the blocks, output after downsampling)`` (the same tensor at the last stage)."""
+        region_mask = self.region_mask(tuple(x.shape[1:4]), x.device)
+        for block in self.blocks:
+            x = block(x, region_mask)
+        return x, (x if self.downsample is None else self.downsample(x))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Models
+# ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class VideoSwinClassifierOutput(ModelOutput):
+    """Output of :class:`VideoSwinForVideoClassification`.
+
+    Args:
+        loss: Mean over heads of the cross-entropy of the view-averaged logits (when labels are given).
+        logits: One tensor per head in ``config.heads`` order: ``[B, classes]``, or ``[B, V, classes]`` when
+            the input had a views axis (views are not reduced).
+        pooled_output: Globally averaged features ``[B, C]`` or ``[B, V, C]``.
+        hidden_states: With ``output_hidden_states``, the patch embedding and every stage's output
+            (before merging), channels-last ``[B*V, T', H', W', C]``.
+    """
+
+    loss: torch.Tensor | None = None
+    logits: dict[str, torch.Tensor] | None = None
+    pooled_output: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+
+
+class VideoSwinPreTrainedModel(PreTrainedModel):
+    """Weight initialisation and loading glue shared by the Video Swin models."""
+
+    config_class = VideoSwinConfig
+    config: VideoSwinConfig
+    base_model_prefix = "backbone"
+    main_input_name = "pixel_values"
+    input_modalities = ("video",)
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["VideoSwinBlock"]
+    _supports_sdpa = True
+    # Recomputed by `_init_weights` when a checkpoint lacks it (it is a pure function of the window size).
+    _keys_to_ignore_on_load_missing = [r"relative_position_index"]
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """PyTorch default init (the original never calls ``init_weights``); bias tables trunc-normal(0.02)."""
+        if isinstance(module, (nn.Linear, nn.Conv3d)):
+            init.kaiming_uniform_(module.weight, a=5**0.5)
+            if module.bias is not None:
+                fan_in = module.weight[0].numel()
+                bound = 1.0 / fan_in**0.5 if fan_in > 0 else 0.0
+                init.uniform_(module.bias, -bound, bound)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, VideoSwinWindowAttention):
+            init.trunc_normal_(module.relative_position_bias_table, std=0.02)
+            init.copy_(module.relative_position_index, relative_position_index(module.window_size))
+
+
+def _flatten_views(values: torch.Tensor) -> tuple[torch.Tensor, int | None]:
+    if values.ndim == 6:
+        b, v = values.shape[:2]
+        return values.reshape(b * v, *values.shape[2:]), v
+    return values, None
+
+
+class VideoSwinModel(VideoSwinPreTrainedModel):
+    """Video Swin backbone: clip ``[B, T, C, H, W]`` (or ``[B, V, T, C, H, W]``) -> pooled ``[B*V, C]``.
+
+    Inputs are un-normalised (RGB/flow in [0, 1], audio in dB) and normalised here when
+    ``config.normalize_inputs``; a 3-channel flow model appends a zero channel to (u, v) input and a
+    3-channel audio model repeats a 1-channel spectrogram.
+    """
+
+    def __init__(self, config: VideoSwinConfig) -> None:
+        super().__init__(config)
+        self.patch_embed = VideoSwinPatchEmbedding(config)
+        self.pos_drop = nn.Dropout(config.drop_rate)
+        rates = drop_path_rates(config.drop_path_rate, sum(config.depths))
+        starts = [sum(config.depths[:stage]) for stage in range(len(config.depths))]
+        self.layers = nn.ModuleList(
+            VideoSwinStage(config, stage, rates[start : start + depth])
+            for stage, (start, depth) in enumerate(zip(starts, config.depths))
+        )
+        self.norm = nn.LayerNorm(config.num_features, eps=config.layer_norm_eps)
+        self.post_init()
+
+    def adapt_channels(self, frames: torch.Tensor) -> torch.Tensor:
+        """Matches ``[..., C, H, W]`` input to ``config.num_channels`` (zero flow channel, repeated audio)."""
+        expected, given = self.config.num_channels, frames.shape[-3]
+        if given == expected:
+            return frames
+        modality = self.config.modality
+        if modality == "flow" and expected == 3 and given == 2:
+            return torch.cat([frames, torch.zeros_like(frames[..., :1, :, :])], dim=-3)
+        if modality == "audio" and expected == 3 and given == 1:
+            return frames.expand(*frames.shape[:-3], 3, *frames.shape[-2:])
+        raise ValueError(
+            f"VideoSwinModel ({modality}): expected {expected} channels at dim -3 of the "
+            f"[B, T, C, H, W] input, got {given} (shape {tuple(frames.shape)})."
+        )
+
+    def normalize(self, frames: torch.Tensor) -> torch.Tensor:
+        """``(x - mean) / std`` per channel (dim -3), with the config's constants."""
+        mean = torch.tensor(self.config.image_mean, dtype=frames.dtype, device=frames.device)
+        std = torch.tensor(self.config.image_std, dtype=frames.dtype, device=frames.device)
+        return (frames - mean[:, None, None]) / std[:, None, None]
+
+    def check_input(self, pixel_values: torch.Tensor) -> None:
+        """Raises ValueError (expected vs given) for a wrong rank or too few frames."""
+        if not isinstance(pixel_values, torch.Tensor):
+            raise ValueError(f"VideoSwinModel: expected a tensor, got {type(pixel_values).__name__}.")
+        if pixel_values.ndim not in (5, 6):
+            raise ValueError(
+                "VideoSwinModel: expected input [B, T, C, H, W] or [B, V, T, C, H, W], got "
+                f"{pixel_values.ndim} dims (shape {tuple(pixel_values.shape)})."
+            )
+        num_frames = pixel_values.shape[-4]
+        if num_frames < self.config.patch_size[0]:
+            raise ValueError(
+                f"VideoSwinModel: expected at least {self.config.patch_size[0]} frames (the temporal patch), "
+                f"got {num_frames} (shape {tuple(pixel_values.shape)})."
+            )
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPooling | tuple:
+        """Encodes clips.
+
+        Args:
+            pixel_values: ``[B, T, C, H, W]`` or ``[B, V, T, C, H, W]`` (views are folded into the batch).
+            output_hidden_states: Also return the patch embedding and every stage's output.
+            return_dict: Return a ``BaseModelOutputWithPooling`` (default) or a tuple.
+
+        Returns:
+            ``last_hidden_state`` channels-last ``[N, T', H', W', C]`` after the final LayerNorm and
+            ``pooler_output`` ``[N, C]`` (mean over T', H', W'), with ``N = B * V``.
+        """
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        self.check_input(pixel_values)
+        frames, _ = _flatten_views(pixel_values)
+        frames = self.adapt_channels(frames)
+        if self.config.normalize_inputs:
+            frames = self.normalize(frames)
+        x = self.patch_embed(frames.transpose(1, 2))  # [N, C, T, H, W] -> [N, T', H', W', D]
+        x = self.pos_drop(x)
+        hidden_states = [x] if output_hidden_states else None
+        for stage in self.layers:
+            stage_output, x = stage(x)
+            if hidden_states is not None:
+                hidden_states.append(stage_output)
+        x = self.norm(x)
+        pooled = x.mean(dim=(1, 2, 3))
+        hidden_states = tuple(hidden_states) if hidden_states is not None else None
+        if not return_dict:
+            return tuple(value for value in (x, pooled, hidden_states) if value is not None)
+        return BaseModelOutputWithPooling(last_hidden_state=x, pooler_output=pooled, hidden_states=hidden_states)
+
+
+class VideoSwinForVideoClassification(VideoSwinPreTrainedModel):
+    """Video Swin backbone + one linear head per entry of ``config.heads`` (the original ``SwinModel``)."""
+
+    # Our loss is a mean over the batch; Trainer must keep scaling it for gradient accumulation.
+    accepts_loss_kwargs = False
+
+    def __init__(self, config: VideoSwinConfig) -> None:
+        super().__init__(config)
+        self.backbone = VideoSwinModel(config)
+        self.dropout = nn.Dropout(config.classifier_dropout)
+        self.classifiers = nn.ModuleDict(
+            {name: nn.Linear(config.num_features, size) for name, size in config.heads.items()}
+        )
+        self.post_init()
+
+    def _select_input(self, pixel_values, flow_values, audio_values) -> torch.Tensor:
+        by_key = {"pixel_values": pixel_values, "flow_values": flow_values, "audio_values": audio_values}
+        values = by_key[self.config.input_key]
+        if values is None:
+            values = pixel_values
+        if values is None:
+            raise ValueError(
+                f"VideoSwinForVideoClassification ({self.config.modality}): expected input "
+                f"`{self.config.input_key}` (or `pixel_values`), got neither."
+            )
+        return values
+
+    def _labels_per_head(self, labels) -> dict[str, torch.Tensor]:
+        if isinstance(labels, torch.Tensor):
+            if len(self.config.heads) != 1:
+                raise ValueError(
+                    f"VideoSwinForVideoClassification: a single labels tensor needs exactly one head, the model "
+                    f"has heads {list(self.config.heads)}; pass a dict head -> LongTensor[B]."
+                )
+            return {next(iter(self.config.heads)): labels}
+        missing = [name for name in self.config.heads if name not in labels]
+        if missing:
+            raise ValueError(
+                f"VideoSwinForVideoClassification: labels lack heads {missing}; expected keys "
+                f"{list(self.config.heads)}, got {list(labels)}."
+            )
+        return {name: labels[name] for name in self.config.heads}
+
+    def compute_loss(self, logits: dict[str, torch.Tensor], labels) -> torch.Tensor:
+        """Mean over heads of the cross-entropy of the view-averaged logits."""
+        losses = []
+        for name, targets in self._labels_per_head(labels).items():
+            head_logits = logits[name]
+            if head_logits.ndim == 3:
+                head_logits = head_logits.mean(dim=1)
+            if targets.shape != head_logits.shape[:1]:
+                raise ValueError(
+                    f"VideoSwinForVideoClassification: labels[{name!r}] must have shape "
+                    f"[{head_logits.shape[0]}], got {tuple(targets.shape)}."
+                )
+            losses.append(F.cross_entropy(head_logits, targets.to(head_logits.device).long()))
+        return torch.stack(losses).mean()
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        labels: dict[str, torch.Tensor] | torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        flow_values: torch.Tensor | None = None,
+        audio_values: torch.Tensor | None = None,
+        **kwargs,
+    ) -> VideoSwinClassifierOutput | tuple:
+        """Classifies clips.
+
+        Args:
+            pixel_values: The model's frames ``[B, T, C, H, W]`` or ``[B, V, T, C, H, W]``, un-normalised.
+            labels: ``dict`` head -> ``LongTensor[B]`` (extra keys ignored), or one tensor with one head.
+            output_hidden_states: Also return the backbone's hidden states.
+            return_dict: Return a ``VideoSwinClassifierOutput`` (default) or a tuple.
+            flow_values: Batch key of flow models; used instead of ``pixel_values`` when
+                ``config.modality == "flow"``.
+            audio_values: Batch key of audio models; used instead of ``pixel_values`` when
+                ``config.modality == "audio"``.
+            **kwargs: Other batch keys (e.g. ``segment_id``, other modalities) are ignored.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        values = self._select_input(pixel_values, flow_values, audio_values)
+        outputs = self.backbone(values, output_hidden_states=output_hidden_states, return_dict=True)
+        pooled = outputs.pooler_output
+        features = self.dropout(pooled)
+        logits = {name: head(features) for name, head in self.classifiers.items()}
+        if values.ndim == 6:
+            b, v = values.shape[:2]
+            logits = {name: value.view(b, v, -1) for name, value in logits.items()}
+            pooled = pooled.view(b, v, -1)
+        loss = self.compute_loss(logits, labels) if labels is not None else None
+        if not return_dict:
+            output = (logits, pooled, outputs.hidden_states)
+            output = tuple(value for value in output if value is not None)
+            return ((loss,) + output) if loss is not None else output
+        return VideoSwinClassifierOutput(
+            loss=loss, logits=logits, pooled_output=pooled, hidden_states=outputs.hidden_states
+        )
+
+
+__all__ = [
+    "VideoSwinClassifierOutput",
+    "VideoSwinForVideoClassification",
+    "VideoSwinModel",
+    "VideoSwinPreTrainedModel",
+]

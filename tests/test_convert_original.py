@@ -1,0 +1,230 @@
+"""Tests of the converter for the authors' checkpoints (synthetic original-layout checkpoints, tiny sizes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModel
+
+import mmkd_hf  # noqa: F401  (registers the Auto classes)
+from mmkd_hf.models.convert_original import (
+    STLT_ORIGINAL_KEY_RENAMES,
+    convert_original_checkpoint,
+    main,
+    original_to_hf_key,
+    read_original_config,
+)
+from mmkd_hf.models.stlt.configuration_stlt import STLTConfig
+from mmkd_hf.models.stlt.modeling_stlt import STLTForVideoClassification
+from mmkd_hf.models.video_swin.configuration_video_swin import VideoSwinConfig
+from mmkd_hf.models.video_swin.modeling_video_swin import VideoSwinForVideoClassification
+
+STLT_TINY = dict(hidden_size=16, num_attention_heads=2, num_spatial_layers=1, num_temporal_layers=1, intermediate_size=32)
+SWIN_TINY = dict(embed_dim=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1), window_size=(2, 2, 2), image_size=32)
+
+SSV2_STLT_YAML = """\
+MODEL_NAME: stlt
+DATASET_TYPE: layout
+NUM_FRAMES: 8
+BATCH_SIZE: 32
+TOTAL_ACTIONS:
+  ACTION: 7
+  NOUN: null
+  VERB: null
+BATCH_SIZE: 128
+NUM_FRAMES: 4
+"""
+
+EPIC_FLOW_YAML = """\
+MODEL_NAME: swin
+DATASET_TYPE: flow
+NUM_FRAMES: 4
+TOTAL_ACTIONS:
+  ACTION: null
+  NOUN: 5
+  VERB: 3
+"""
+
+
+class NotATensor:
+    """A custom class: pickling an instance needs the full unpickler, which the converter must refuse."""
+
+    def __init__(self) -> None:
+        self.payload = [1, 2, 3]
+
+
+def to_original_layout(model: torch.nn.Module, drop_suffix: str | None = None) -> dict[str, torch.Tensor]:
+    """Our state dict renamed as the authors' code saved it: upper-case heads, ``_orig_mod.`` prefix."""
+    inverse = {ours: original for original, ours in STLT_ORIGINAL_KEY_RENAMES.items()}
+    original = {}
+    for key, value in model.state_dict().items():
+        if drop_suffix and key.endswith(drop_suffix):
+            continue
+        for ours, theirs in inverse.items():
+            if key.startswith(ours):
+                key = theirs + key[len(ours) :]
+        if key.startswith("classifiers."):
+            _, head, rest = key.split(".", 2)
+            key = f"classifiers.{head.upper()}.{rest}"
+        original[f"_orig_mod.{key}"] = value.clone()
+    return original
+
+
+def write_experiment(folder: Path, state: dict, yaml_text: str) -> tuple[Path, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(state, folder / "model_checkpoint.pt")
+    (folder / "config.yaml").write_text(yaml_text)
+    return folder / "model_checkpoint.pt", folder / "config.yaml"
+
+
+def layout_batch(frames=4, boxes=3):
+    generator = torch.Generator().manual_seed(3)
+    mask = torch.rand(2, frames, boxes, generator=generator) > 0.3
+    return {
+        "layout_boxes": torch.rand(2, frames, boxes, 4, generator=generator),
+        "layout_categories": torch.randint(1, 3, (2, frames, boxes), generator=generator) * mask,
+        "layout_scores": torch.rand(2, frames, boxes, generator=generator),
+        "layout_sides": torch.randint(0, 3, (2, frames, boxes), generator=generator),
+        "layout_states": torch.randint(0, 6, (2, frames, boxes), generator=generator),
+        "layout_mask": mask,
+    }
+
+
+def tiny_stlt() -> STLTForVideoClassification:
+    torch.manual_seed(0)
+    model = STLTForVideoClassification(STLTConfig(**STLT_TINY, num_frames=4, heads={"action": 7})).eval()
+    with torch.no_grad():
+        model.temporal_transformer.cls_token.normal_()
+    return model
+
+
+def tiny_flow_swin() -> VideoSwinForVideoClassification:
+    torch.manual_seed(0)
+    config = VideoSwinConfig(**SWIN_TINY, num_frames=4, modality="flow", num_channels=3, heads={"verb": 3, "noun": 5})
+    return VideoSwinForVideoClassification(config).eval()
+
+
+# ---------------------------------------------------------------- config.yaml
+
+
+def test_reads_config_last_duplicate_key_wins_and_heads_are_ordered(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(SSV2_STLT_YAML)
+    run = read_original_config(path)
+    assert (run.model_name, run.modality, run.num_frames, run.heads) == ("stlt", "layout", 4, {"action": 7})
+    path.write_text(EPIC_FLOW_YAML)
+    run = read_original_config(path)
+    assert list(run.heads.items()) == [("verb", 3), ("noun", 5)] and run.modality == "flow"
+
+
+@pytest.mark.parametrize(
+    "dataset_type, modality",
+    [("video", "rgb"), ("video_flow_audio", "rgb"), ("video_layout_flow", "rgb"), ("flow", "flow"), ("audio", "audio")],
+)
+def test_dataset_type_maps_to_modality(tmp_path, dataset_type, modality):
+    path = tmp_path / "config.yaml"
+    path.write_text(EPIC_FLOW_YAML.replace("DATASET_TYPE: flow", f"DATASET_TYPE: {dataset_type}"))
+    assert read_original_config(path).modality == modality
+
+
+@pytest.mark.parametrize(
+    "yaml_text, message",
+    [
+        (EPIC_FLOW_YAML.replace("MODEL_NAME: swin", "MODEL_NAME: resnet3d"), "MODEL_NAME"),
+        (EPIC_FLOW_YAML.replace("NOUN: 5", "NOUN: null").replace("VERB: 3", "VERB: null"), "no non-null head"),
+        (EPIC_FLOW_YAML.replace("DATASET_TYPE: flow", "DATASET_TYPE: depth"), "DATASET_TYPE 'depth'"),
+        (EPIC_FLOW_YAML.replace("NOUN: 5", "NOUN: -1"), "TOTAL_ACTIONS.NOUN"),
+        ("- just\n- a list\n", "mapping"),
+    ],
+)
+def test_invalid_configs_are_rejected_naming_the_field(tmp_path, yaml_text, message):
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(ValueError, match=message) as error:
+        read_original_config(path)
+    assert str(path) in str(error.value)
+
+
+def test_key_mapping():
+    assert original_to_hf_key("_orig_mod.classifiers.VERB.weight", "swin") == "classifiers.verb.weight"
+    assert original_to_hf_key("backbone.norm.bias", "swin") == "backbone.norm.bias"
+    key = "temporal_transformer.layout_embedding.category_box_embeddings.side_embedding.weight"
+    assert original_to_hf_key("_orig_mod." + key, "stlt") == key
+
+
+# ---------------------------------------------------------------- conversion
+
+
+def test_stlt_conversion_gives_identical_logits(tmp_path):
+    model = tiny_stlt()
+    checkpoint, config = write_experiment(tmp_path / "exp", to_original_layout(model), SSV2_STLT_YAML)
+    out = tmp_path / "converted"
+    convert_original_checkpoint(checkpoint, config, out, config_overrides=STLT_TINY)
+    assert (out / "model.safetensors").is_file()
+    loaded = AutoModel.from_pretrained(out).eval()
+    assert isinstance(loaded, STLTForVideoClassification) and loaded.config.heads == {"action": 7}
+    batch = layout_batch()
+    with torch.no_grad():
+        assert torch.equal(loaded(**batch).logits["action"], model(**batch).logits["action"])
+
+
+@pytest.mark.parametrize("with_index_buffers", [True, False])
+def test_swin_flow_conversion_with_or_without_relative_position_index(tmp_path, with_index_buffers):
+    model = tiny_flow_swin()
+    original = to_original_layout(model, drop_suffix=None if with_index_buffers else "relative_position_index")
+    assert any(key.endswith("relative_position_index") for key in original) == with_index_buffers
+    assert "_orig_mod.classifiers.VERB.weight" in original
+    checkpoint, config = write_experiment(tmp_path / "exp", original, EPIC_FLOW_YAML)
+    out = tmp_path / "converted"
+    converted = convert_original_checkpoint(checkpoint, config, out, config_overrides=SWIN_TINY)
+    assert list(converted.config.heads) == ["verb", "noun"]
+    loaded = AutoModel.from_pretrained(out).eval()
+    assert loaded.config.modality == "flow" and loaded.config.num_channels == 3
+    assert loaded.config.heads == {"verb": 3, "noun": 5}
+    flow = torch.rand(2, 4, 2, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected, got = model(pixel_values=flow).logits, loaded(pixel_values=flow).logits
+    for head in ("verb", "noun"):
+        assert torch.equal(got[head], expected[head])
+
+
+def test_extra_and_missing_keys_are_both_listed(tmp_path):
+    original = to_original_layout(tiny_stlt())
+    original["_orig_mod.temporal_transformer.surprise.weight"] = torch.zeros(2)
+    del original["_orig_mod.temporal_transformer.layer_norm.bias"]
+    checkpoint, config = write_experiment(tmp_path / "exp", original, SSV2_STLT_YAML)
+    with pytest.raises(ValueError) as error:
+        convert_original_checkpoint(checkpoint, config, tmp_path / "out", config_overrides=STLT_TINY)
+    message = str(error.value)
+    assert "unexpected keys 1: [temporal_transformer.surprise.weight]" in message
+    assert "missing keys 1: [temporal_transformer.layer_norm.bias]" in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_shape_mismatch_is_reported(tmp_path):
+    original = to_original_layout(tiny_stlt())  # position table of 4 frames
+    checkpoint, config = write_experiment(
+        tmp_path / "exp", original, SSV2_STLT_YAML.replace("NUM_FRAMES: 4", "NUM_FRAMES: 16")
+    )
+    with pytest.raises(ValueError, match=r"shape mismatches 1: \[temporal_transformer.position_embeddings.weight"):
+        convert_original_checkpoint(checkpoint, config, tmp_path / "out", config_overrides=STLT_TINY)
+
+
+def test_non_weights_only_pickle_is_refused(tmp_path):
+    original = to_original_layout(tiny_stlt())
+    original["extra"] = NotATensor()
+    checkpoint, config = write_experiment(tmp_path / "exp", original, SSV2_STLT_YAML)
+    with pytest.raises(ValueError, match="weights-only"):
+        convert_original_checkpoint(checkpoint, config, tmp_path / "out", config_overrides=STLT_TINY)
+
+
+def test_cli(tmp_path, capsys):
+    model = tiny_stlt()
+    checkpoint, config = write_experiment(tmp_path / "exp", to_original_layout(model), SSV2_STLT_YAML)
+    # Default (full) sizes do not fit the tiny checkpoint: the CLI reports it and exits 1.
+    assert main(["--checkpoint", str(checkpoint), "--config", str(config), "--out", str(tmp_path / "o")]) == 1
+    assert "shape mismatches" in capsys.readouterr().err
+    assert main(["--checkpoint", str(tmp_path / "nope.pt"), "--config", str(config), "--out", str(tmp_path / "o")]) == 1
+    assert "is not a file" in capsys.readouterr().err

@@ -1,0 +1,124 @@
+"""Per-item consistent augmentation, audio windows, layout padding and the collator."""
+
+import numpy as np
+import pytest
+import torch
+
+from mmkd_hf.data import AudioConfig, AugmentationConfig, MultimodalCollator, sample_augmentation
+from mmkd_hf.data.transforms import (
+    apply_to_frames,
+    log_mel_windows,
+    mask_spectrogram,
+    pad_layout,
+    transform_boxes,
+)
+
+
+def _params(train=True, flip=False, seed=0, size=(48, 64), crop=32, num_crops=1):
+    cfg = AugmentationConfig(crop_size=crop, horizontal_flip=flip, flip_probability=1.0, num_crops=num_crops)
+    return sample_augmentation(np.random.default_rng(seed), size, cfg, train)
+
+
+def test_train_params_follow_spec_ranges():
+    p = _params(seed=3)
+    short = min(p.resize)
+    assert round(32 * 1.15) <= short <= round(32 * 1.43)
+    (top, left, h, w), = p.crops
+    assert (h, w) == (32, 32) and top + h <= p.resize[0] and left + w <= p.resize[1]
+    order, b, c, s, hue = p.jitter
+    assert sorted(order) == [0, 1, 2, 3] and 0.75 <= b <= 1.25 and -0.1 <= hue <= 0.1
+    assert p.flip is False  # flip is off by default
+
+
+def test_eval_three_crops_left_centre_right():
+    p = _params(train=False, num_crops=3, size=(32, 64))
+    assert p.resize == (32, 64)
+    assert [c[1] for c in p.crops] == [0, 16, 32] and p.jitter is None
+
+
+def test_rgb_and_flow_share_geometry_and_flip_negates_u():
+    p = _params(flip=True)
+    assert p.flip
+    x = torch.arange(64, dtype=torch.float32).repeat(48, 1)  # value = column index
+    rgb = torch.stack([x, x, x]).to(torch.uint8)[None].repeat(2, 1, 1, 1)
+    flow = torch.full((2, 2, 24, 32), 200, dtype=torch.uint8)  # half-size flow grid
+    flow[:, :, :, :16] = 100
+    rgb_out = apply_to_frames(rgb, p, "rgb")
+    flow_out = apply_to_frames(flow, p, "flow")
+    assert rgb_out.shape == (1, 2, 3, 32, 32) and flow_out.shape == (1, 2, 2, 32, 32)
+    # flipped: columns decrease left to right
+    assert rgb_out[0, 0, 0, 0, 0] > rgb_out[0, 0, 0, 0, -1]
+    # u is negated (1 - u), v is only flipped
+    assert flow_out[0, 0, 0].min() < 0.5 and torch.allclose(flow_out[0, 0, 0].max(), torch.tensor(1 - 100 / 255), atol=0.02)
+    assert flow_out[0, 0, 1].max() == pytest.approx(200 / 255, abs=0.02)
+
+
+def test_colour_jitter_touches_rgb_only():
+    p = _params(seed=5)
+    frames = torch.full((1, 3, 48, 64), 100, dtype=torch.uint8)
+    flow = torch.full((1, 2, 48, 64), 100, dtype=torch.uint8)
+    assert not torch.allclose(apply_to_frames(frames, p, "rgb")[0, 0, 0], torch.tensor(100 / 255))
+    assert torch.allclose(apply_to_frames(flow, p, "flow"), torch.tensor(100 / 255))
+
+
+def test_boxes_follow_crop_and_flip():
+    p = _params(train=False, size=(100, 200), crop=100)  # resize = (100, 200), centre crop x in [50, 150)
+    boxes = np.array([[0.30, 0.1, 0.40, 0.5], [0.0, 0.0, 0.1, 0.1], [0.70, 0.2, 0.90, 0.4]])
+    out, inside = transform_boxes(boxes, p)
+    assert inside.tolist() == [True, False, True]
+    assert out[0] == pytest.approx([0.1, 0.1, 0.3, 0.5], abs=1e-5)
+    assert out[2] == pytest.approx([0.9, 0.2, 1.0, 0.4], abs=1e-5)  # clipped to the crop
+    flipped = sample_augmentation(np.random.default_rng(0), (100, 200),
+                                  AugmentationConfig(crop_size=100, horizontal_flip=True, flip_probability=1.0,
+                                                     color_jitter=False, scale_range=(1.0, 1.0)), True)
+    out_f, _ = transform_boxes(boxes[:1], flipped)
+    top, left, _, _ = flipped.crops[0]
+    x1 = (0.30 * 200 - left) / 100
+    x2 = (0.40 * 200 - left) / 100
+    assert out_f[0, 0] == pytest.approx(1 - x2, abs=1e-5) and out_f[0, 2] == pytest.approx(1 - x1, abs=1e-5)
+
+
+def test_pad_layout_keeps_highest_scores():
+    n = 20
+    frame = {"boxes": np.tile([[0.1, 0.1, 0.2, 0.2]], (n, 1)).astype(np.float32),
+             "categories": np.ones(n, np.int64), "scores": np.linspace(0.1, 1.0, n).astype(np.float32),
+             "sides": np.zeros(n, np.int64), "states": np.zeros(n, np.int64)}
+    empty = {k: v[:0] for k, v in frame.items()}
+    out = pad_layout([frame, empty], max_boxes=14)
+    assert out["layout_mask"][0].all() and not out["layout_mask"][1].any()
+    assert out["layout_scores"][0].min() >= np.sort(frame["scores"])[-14] - 1e-6
+    assert out["layout_categories"][1].sum() == 0 and out["layout_boxes"].shape == (2, 14, 4)
+
+
+def test_log_mel_window_shape_and_padding():
+    cfg = AudioConfig(output_size=None)
+    sr = 16000
+    samples = np.sin(2 * np.pi * 440 * np.arange(sr * 2) / sr).astype(np.float32)
+    spec = log_mel_windows(samples, sr, 0.0, np.array([0.0, 1.0, 1.9]), cfg)
+    assert spec.shape == (3, 1, 128, 224)
+    assert spec[0, 0, :, :50].max() <= -99.0  # before t = 0: zero-padded -> -100 dB
+    assert spec[1].max() > -20.0
+    resampled = log_mel_windows(samples[::2], 8000, 0.0, np.array([1.0]), cfg)  # resampled to 16 kHz
+    assert resampled.shape == (1, 1, 128, 224)
+
+
+def test_masking_happens_in_db_space():
+    cfg = AudioConfig(output_size=(32, 32), time_mask=10, freq_mask=10, mask_probability=1.0)
+    spec = torch.randn(4, 1, 32, 32) * 10 - 30
+    masked = mask_spectrogram(spec, np.random.default_rng(0), cfg)
+    assert masked.min() >= spec.min() and (masked != spec).any()
+    assert not (masked <= -99).any()  # masked bins are the mean dB value, not -100 dB
+
+
+def test_collator_stacks_and_names_bad_shapes():
+    item = lambda i, t=4: {"segment_id": f"s{i}", "pixel_values": torch.zeros(t, 3, 8, 8),
+                           "labels": {"verb": i, "noun": 2 * i}}
+    batch = MultimodalCollator()([item(1), item(2)])
+    assert batch["pixel_values"].shape == (2, 4, 3, 8, 8)
+    assert batch["labels"]["noun"].tolist() == [2, 4] and batch["labels"]["verb"].dtype == torch.long
+    assert batch["segment_id"] == ["s1", "s2"]
+    assert set(MultimodalCollator(keys=["labels"])([item(1)])) == {"labels", "segment_id"}
+    with pytest.raises(ValueError, match="s2"):
+        MultimodalCollator()([item(1), item(2, t=5)])
+    dropped = MultimodalCollator()([item(1), None, {"segment_id": "bad", "skip_reason": "corrupt"}])
+    assert dropped["segment_id"] == ["s1"]

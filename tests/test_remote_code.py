@@ -1,0 +1,84 @@
+"""A saved Video Swin folder loads with ``trust_remote_code=True`` in a Python that cannot import mmkd_hf."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import torch
+from safetensors.torch import load_file, save_file
+
+import mmkd_hf  # noqa: F401  (registers the Auto classes and `register_for_auto_class`)
+from mmkd_hf.models.video_swin.configuration_video_swin import VideoSwinConfig
+from mmkd_hf.models.video_swin.modeling_video_swin import VideoSwinForVideoClassification
+
+# Runs in the child. `sys.modules[name] = None` makes every `import mmkd_hf` raise ImportError, even though
+# the virtual environment holds an editable install of the package.
+CHILD_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    sys.modules["mmkd_hf"] = None
+    try:
+        import mmkd_hf  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        raise SystemExit("mmkd_hf is importable in the child; the test would prove nothing")
+
+    import torch
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoConfig, AutoModel
+
+    folder, inputs_path, outputs_path = sys.argv[1:4]
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
+    model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+    assert type(model).__name__ == "VideoSwinForVideoClassification", type(model)
+    assert type(model).__module__.startswith("transformers_modules."), type(model).__module__
+    assert "mmkd_hf" not in sys.modules or sys.modules["mmkd_hf"] is None
+    inputs = load_file(inputs_path)
+    with torch.no_grad():
+        logits = model(flow_values=inputs["flow_values"]).logits
+    assert list(logits) == list(config.heads) == ["verb", "noun"], list(logits)
+    save_file({name: value.contiguous() for name, value in logits.items()}, outputs_path)
+    """
+)
+
+
+def test_saved_folder_runs_without_the_package(tmp_path):
+    torch.manual_seed(0)
+    config = VideoSwinConfig(
+        embed_dim=16, depths=(2, 1, 1, 1), num_heads=(1, 1, 2, 2), modality="flow", num_channels=3,
+        heads={"verb": 3, "noun": 5}, drop_path_rate=0.0,
+    )
+    model = VideoSwinForVideoClassification(config).eval()
+    folder = tmp_path / "model"
+    model.save_pretrained(folder)
+    assert (folder / "modeling_video_swin.py").is_file() and (folder / "configuration_video_swin.py").is_file()
+
+    flow = torch.rand(2, 4, 2, 32, 32, generator=torch.Generator().manual_seed(1))
+    save_file({"flow_values": flow}, tmp_path / "inputs.safetensors")
+    (tmp_path / "child.py").write_text(CHILD_SCRIPT)
+    workdir = tmp_path / "elsewhere"
+    workdir.mkdir()
+    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "PYTHONHOME")}
+    env.update(
+        HF_HUB_OFFLINE="1",
+        HF_MODULES_CACHE=str(tmp_path / "modules"),
+        OMP_NUM_THREADS="1",
+        PYTHONNOUSERSITE="1",
+    )
+    result = subprocess.run(
+        [sys.executable, str(tmp_path / "child.py"), str(folder), str(tmp_path / "inputs.safetensors"),
+         str(tmp_path / "outputs.safetensors")],
+        cwd=workdir, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+
+    remote_logits = load_file(tmp_path / "outputs.safetensors")
+    with torch.no_grad():
+        local_logits = model(flow_values=flow).logits
+    assert list(remote_logits) and set(remote_logits) == set(local_logits)
+    for head, logits in local_logits.items():
+        assert torch.equal(remote_logits[head], logits), head
