@@ -228,3 +228,12 @@ def test_cli(tmp_path, capsys):
     assert "shape mismatches" in capsys.readouterr().err
     assert main(["--checkpoint", str(tmp_path / "nope.pt"), "--config", str(config), "--out", str(tmp_path / "o")]) == 1
     assert "is not a file" in capsys.readouterr().err
+
+
+def test_relative_position_index_of_another_window_is_rejected(tmp_path):
+    original = to_original_layout(tiny_flow_swin())
+    key = next(key for key in original if key.endswith("relative_position_index"))
+    original[key] = original[key].flip(0)
+    checkpoint, config = write_experiment(tmp_path / "exp", original, EPIC_FLOW_YAML)
+    with pytest.raises(ValueError, match="relative_position_index buffers differ"):
+        convert_original_checkpoint(checkpoint, config, tmp_path / "out", config_overrides=SWIN_TINY)

@@ -162,6 +162,7 @@ def test_pipeline_keeps_stock_behaviour_for_tensor_logits(classify):
     assert result == [{"label": id2label[1], "score": pytest.approx(float(torch.tensor([0.0, 3.0]).softmax(-1)[1]))}]
 
 
+@pytest.mark.slow  # fresh interpreters importing torch + transformers
 def test_remote_pipeline_without_the_package(tmp_path, student, clip, classify):
     import shutil
 

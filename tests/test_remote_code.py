@@ -29,7 +29,7 @@ CHILD_SCRIPT = textwrap.dedent(
 
     import torch
     from safetensors.torch import load_file, save_file
-    from transformers import AutoConfig, AutoModel
+    from transformers import AutoConfig, AutoModel, AutoModelForVideoClassification
 
     folder, inputs_path, outputs_path = sys.argv[1:4]
     config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
@@ -41,6 +41,9 @@ CHILD_SCRIPT = textwrap.dedent(
     with torch.no_grad():
         logits = model(flow_values=inputs["flow_values"]).logits
     assert list(logits) == list(config.heads) == ["verb", "noun"], list(logits)
+    classifier = AutoModelForVideoClassification.from_pretrained(folder, trust_remote_code=True).eval()
+    with torch.no_grad():
+        assert all(torch.equal(classifier(flow_values=inputs["flow_values"]).logits[k], v) for k, v in logits.items())
     save_file({name: value.contiguous() for name, value in logits.items()}, outputs_path)
     """
 )

@@ -223,6 +223,32 @@ def test_views_are_kept_and_match_single_view_forward():
     assert not torch.allclose(multi[:, 0], multi[:, 1])
 
 
+def test_batched_and_single_clip_forward_agree():
+    # b > 1 and b == 1 take different attention layouts for shifted windows
+    model = tiny_model(**TINY_SHIFTED)
+    x = clips(3, 6, 3, 40, 36)
+    with torch.no_grad():
+        batched = model(x).logits["action"]
+        single = torch.cat([model(x[i : i + 1]).logits["action"] for i in range(3)])
+    assert torch.allclose(batched, single, atol=1e-5)
+
+
+def test_cached_bias_follows_weight_updates():
+    model = tiny_model(**TINY_SHIFTED)
+    x = clips(1, 4, 3, 32, 32)
+    with torch.no_grad():
+        model(x)  # fills the no-grad bias caches
+        for stage in model.backbone.layers:
+            for block in stage.blocks:
+                block.attn.relative_position_bias_table.mul_(-3.0).add_(0.5)
+        cached = model(x).logits["action"]
+    fresh = tiny_model(**TINY_SHIFTED)
+    fresh.load_state_dict(model.state_dict())
+    with torch.enable_grad():
+        expected = fresh(x).logits["action"]  # with autograd on, nothing is cached
+    assert torch.allclose(cached, expected.detach(), atol=1e-6)
+
+
 def test_normalisation_happens_inside_forward():
     normalising = tiny_model(seed=3)
     plain = tiny_model(seed=3, normalize_inputs=False)

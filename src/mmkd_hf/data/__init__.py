@@ -11,7 +11,15 @@ See ``docs/design.md`` for the batch contract.
 
 from .collate import MultimodalCollator
 from .errors import DataFormatError, FileDecodeError, SampleDecodeError
-from .registry import DATASETS, build_metadata, dataset_card_info, load_dataset, make_reader, make_transform
+from .registry import (
+    DATASETS,
+    build_metadata,
+    dataset_card_info,
+    load_dataset,
+    make_reader,
+    make_transform,
+    render_dataset_card,
+)
 from .transforms import (
     AudioConfig,
     AugmentationConfig,
@@ -28,6 +36,7 @@ __all__ = [
     "make_reader",
     "make_transform",
     "dataset_card_info",
+    "render_dataset_card",
     "DATASETS",
     "MultimodalCollator",
     "MultimodalTransform",

@@ -150,6 +150,9 @@ def frame_layout(
 ) -> dict[str, np.ndarray]:
     """Decode one frame's message into box arrays (unpadded, unsorted).
 
+    Corners are clipped to [0, 1] and swapped when left > right or top > bottom; degenerate boxes are
+    dropped later (zero area inside the crop).
+
     Returns:
         dict with ``boxes`` float32 [n, 4] (x1, y1, x2, y2 as fractions), ``categories`` int64 [n]
         (1 object, 2 hand), ``scores`` float32 [n], ``sides`` int64 [n] (1 left, 2 right, 0 objects),
@@ -177,8 +180,11 @@ def frame_layout(
             "scores": np.zeros(0, np.float32), "sides": np.zeros(0, np.int64), "states": np.zeros(0, np.int64),
         }
     arr = np.asarray(rows, dtype=np.float64)
+    box = np.clip(arr[:, :4], 0.0, 1.0)  # boxes outside the frame are clipped to it
+    box = np.stack([np.minimum(box[:, 0], box[:, 2]), np.minimum(box[:, 1], box[:, 3]),
+                    np.maximum(box[:, 0], box[:, 2]), np.maximum(box[:, 1], box[:, 3])], axis=1)  # x1 > x2: swap
     return {
-        "boxes": arr[:, :4].astype(np.float32),
+        "boxes": box.astype(np.float32),
         "categories": arr[:, 4].astype(np.int64),
         "scores": arr[:, 5].astype(np.float32),
         "sides": arr[:, 6].astype(np.int64),

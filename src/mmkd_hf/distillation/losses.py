@@ -55,6 +55,7 @@ def kd_loss(
     teacher_logits: torch.Tensor,
     temperature: float = 1.0,
     teacher_input: TeacherInput = "logits",
+    name: str = "teacher logits",
 ) -> torch.Tensor:
     """``T² · mean_b KL(softmax(teacher/T) ‖ softmax(student/T))`` for one head.
 
@@ -65,6 +66,7 @@ def kd_loss(
         temperature: softening temperature ``T`` (> 0); the loss is multiplied by ``T²`` so gradient magnitudes do
             not shrink as ``T`` grows.
         teacher_input: what ``teacher_logits`` holds.
+        name: names the teacher tensor in error messages.
 
     Returns:
         A scalar tensor.
@@ -75,7 +77,7 @@ def kd_loss(
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     _check_same_shape(student_logits, teacher_logits)
-    check_finite(teacher_logits, "teacher logits")
+    check_finite(teacher_logits, name)
     num_classes = student_logits.shape[-1]
     student_log_probs = F.log_softmax(student_logits.reshape(-1, num_classes) / temperature, dim=-1)
     teacher_log_probs = _teacher_log_probs(
@@ -113,8 +115,9 @@ def multi_head_kd_loss(
     losses = []
     for head in heads:
         _check_same_shape(student_logits[head], teacher_logits[head], head)
-        check_finite(teacher_logits[head], f"teacher logits of head {head!r}")
-        losses.append(kd_loss(student_logits[head], teacher_logits[head], temperature, teacher_input))
+        losses.append(
+            kd_loss(student_logits[head], teacher_logits[head], temperature, teacher_input, f"teacher logits of head {head!r}")
+        )
     return torch.stack(losses).mean()
 
 

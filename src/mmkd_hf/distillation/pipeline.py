@@ -431,6 +431,8 @@ class EpochSeededDataset(torch.utils.data.Dataset):
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -439,18 +441,14 @@ class EpochSeededDataset(torch.utils.data.Dataset):
         return int(np.random.SeedSequence([self.seed, self.epoch, int(index)]).generate_state(1)[0])
 
     def __getitem__(self, index: int):
-        transform = find_transform(self.dataset)
-        if transform is not None and hasattr(transform, "_draws"):
-            # mmkd_hf.data's train RNG also counts accesses; reset it so an item's draw depends on
-            # (seed, epoch, index) only (the torch seed set below), as a resumed run needs.
-            transform._draws = 0
+        for transform in find_transforms(self.dataset):
+            if hasattr(transform, "_draws"):
+                # mmkd_hf.data's train RNG also counts accesses; reset it so an item's draw depends on
+                # (seed, epoch, index) only (the torch seed set below), as a resumed run needs.
+                transform._draws = 0
         with isolated_rng(self.item_seed(index)):
             return self.dataset[index]
 
-    def __getattr__(self, name: str):
-        if name == "dataset":  # not set yet (unpickling)
-            raise AttributeError(name)
-        return getattr(self.dataset, name)
 
 
 class SimulatedInterruption(RuntimeError):
@@ -630,14 +628,21 @@ MINI_KITCHENS_SCALES: dict[str, dict[str, Any]] = {
 }
 
 
-def find_transform(dataset) -> Any:
-    """The ``MultimodalTransform`` behind a (possibly ``Subset``-wrapped) dataset of ``mmkd_hf.data``, or None."""
-    while dataset is not None:
-        transform = getattr(dataset, "mmkd_transform", None)
+def find_transforms(dataset) -> list[Any]:
+    """The ``MultimodalTransform``s behind a dataset of ``mmkd_hf.data`` wrapped in ``Subset`` / pipeline wrappers."""
+    found, stack = [], [dataset]
+    while stack:
+        current = stack.pop()
+        if current is None:
+            continue
+        transform = getattr(current, "mmkd_transform", None)
         if transform is not None:
-            return transform
-        dataset = getattr(dataset, "dataset", None)
-    return None
+            found.append(transform)
+            continue
+        stack.append(getattr(current, "dataset", None))
+        stack.extend(getattr(current, "datasets", {}).values() if isinstance(getattr(current, "datasets", None), dict)
+                     else getattr(current, "datasets", None) or [])
+    return found
 
 
 class PipelineData:
@@ -662,7 +667,7 @@ class PipelineData:
             num_frames=cfg.frames,
             train=train,
             crop_size=cfg.size,
-            audio=AudioConfig(output_size=(cfg.size, cfg.size)),
+            audio=AudioConfig(**{**dict(cfg.model_preset.audio), "output_size": (cfg.size, cfg.size)}),
             seed=cfg.seed,
         )
 
@@ -787,36 +792,45 @@ def audio_as_rgb(audio: torch.Tensor, size: tuple[int, int] | None = None) -> to
     return mean + std * z
 
 
-class OmnivoreTrainingModel(nn.Module):
-    """Training wrapper of the omnivore baseline: one RGB network fed RGB, flow and audio clips in turn.
+class OmnivoreDataset(torch.utils.data.Dataset):
+    """Training data of the omnivore baseline: one RGB network fed RGB, flow and audio clips in turn.
 
-    Optimizer step ``k`` uses modality ``modalities[k % len(modalities)]`` (set by a callback from the Trainer's
-    global step, so a resumed run continues the same rotation), mapped to the RGB input format by
-    :func:`flow_as_rgb` / :func:`audio_as_rgb`. The wrapped ``model`` is what gets saved and evaluated (on RGB).
+    Item ``i`` of epoch ``e`` is clip ``i`` in modality ``modalities[(i + e) % M]`` (every clip is seen in every
+    modality across epochs, and every batch mixes them), mapped to the RGB input format: flow by
+    :func:`flow_as_rgb`, audio by :func:`audio_as_rgb`. Only that modality is decoded, so an epoch costs about
+    what an RGB epoch does. Items carry ``pixel_values``, ``labels`` and ``segment_id``.
     """
 
-    def __init__(self, model: nn.Module, modalities: Sequence[str]):
-        super().__init__()
-        self.model = model
-        self.modalities = tuple(modalities)
-        self.step = 0
-        self.config = model.config
+    def __init__(self, datasets: Mapping[str, Any], frame_size: tuple[int, int]):
+        if not datasets:
+            raise ValueError("OmnivoreDataset needs at least one modality")
+        lengths = {m: len(d) for m, d in datasets.items()}
+        if len(set(lengths.values())) != 1:
+            raise ValueError(f"OmnivoreDataset: the modalities' datasets differ in length: {lengths}")
+        self.datasets = dict(datasets)
+        self.modalities = tuple(datasets)
+        self.frame_size = tuple(frame_size)
+        self.epoch = 0
 
-    def current_modality(self) -> str:
-        return self.modalities[self.step % len(self.modalities)]
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
 
-    def forward(self, labels=None, pixel_values=None, flow_values=None, audio_values=None, **unused):
-        modality = self.current_modality()
+    def __len__(self) -> int:
+        return len(next(iter(self.datasets.values())))
+
+    def modality_of(self, index: int) -> str:
+        return self.modalities[(int(index) + self.epoch) % len(self.modalities)]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        modality = self.modality_of(index)
+        item = dict(self.datasets[modality][index])
         if modality == "rgb":
-            values = pixel_values
+            values = item.pop("pixel_values")
         elif modality == "flow":
-            values = flow_as_rgb(flow_values)
+            values = flow_as_rgb(item.pop("flow_values"))
         else:
-            size = tuple(pixel_values.shape[-2:]) if pixel_values is not None else None
-            values = audio_as_rgb(audio_values, size) if audio_values is not None else None
-        if values is None:
-            raise ValueError(f"omnivore step {self.step}: batch lacks the {modality} input")
-        return self.model(pixel_values=values, labels=labels)
+            values = audio_as_rgb(item.pop("audio_values").unsqueeze(0), self.frame_size)[0]
+        return {"pixel_values": values, "labels": item["labels"], "segment_id": item.get("segment_id")}
 
 
 # =====================================================================================================================
@@ -868,6 +882,7 @@ class Runner:
             data_seed=int(cfg.seed + seed_offset),
             full_determinism=bool(cfg.deterministic),
             dataloader_num_workers=int(cfg.num_workers),
+            dataloader_pin_memory=torch.cuda.is_available(),
             remove_unused_columns=False,
             label_names=["labels"],
             eval_strategy="no",
@@ -900,9 +915,13 @@ class Runner:
                                        **(extra_args or {}))
         callbacks = _trainer_callbacks(seeded, self.stop_budget) + list(extra_callbacks)
         checkpoint = self.resume_checkpoint(unit)
-        with _env(TENSORBOARD_LOGGING_DIR=str(self.folder.tensorboard_dir(unit))):
-            trainer = trainer_factory(model, args, seeded, self.data.collator(), callbacks)
-            trainer.train(resume_from_checkpoint=checkpoint)
+        deterministic_before = torch.are_deterministic_algorithms_enabled()
+        try:
+            with _env(TENSORBOARD_LOGGING_DIR=str(self.folder.tensorboard_dir(unit))):
+                trainer = trainer_factory(model, args, seeded, self.data.collator(), callbacks)
+                trainer.train(resume_from_checkpoint=checkpoint)
+        finally:  # full_determinism switches it on process-wide; leave the caller's setting as it was
+            torch.use_deterministic_algorithms(deterministic_before)
         return trainer
 
     def save_model(self, unit: str, model: nn.Module, card_info: Mapping[str, Any] | None = None) -> None:
@@ -1043,16 +1062,17 @@ class Runner:
             return
         cfg = self.config
         modalities = [m for m in OMNIVORE_MODALITIES if m in DATASET_TEACHERS[cfg.dataset]]
-        _banner(f"stage baselines: omnivore (one network, {'/'.join(modalities)} in turn, evaluated on RGB)")
+        _banner(f"stage baselines: omnivore (one network, {'/'.join(modalities)} clips in turn, evaluated on RGB)")
         started = time.time()
         seed_everything(cfg.seed + 10)
-        model = OmnivoreTrainingModel(build_student(cfg, self.data.heads, self.data.head_labels), modalities)
-        train = self.data.dataset("train", modalities, train=True)
+        model = build_student(cfg, self.data.heads, self.data.head_labels)
+        train = OmnivoreDataset({m: self.data.dataset("train", [m], train=True) for m in modalities},
+                                frame_size=(cfg.size, cfg.size))
         epochs = cfg.baseline_epochs if cfg.baseline_epochs is not None else cfg.student_epochs
         trainer = self.train_unit(unit, model, train, epochs=epochs, batch_size=cfg.student_batch_size,
                                   learning_rate=cfg.student_learning_rate, seed_offset=10,
-                                  trainer_factory=_omnivore_trainer, extra_callbacks=[_omnivore_rotation(model)])
-        self.save_model(unit, _unwrap(trainer.model).model, {"role": "omnivore", "modalities": modalities})
+                                  trainer_factory=_supervised_trainer)
+        self.save_model(unit, trainer.model, {"role": "omnivore", "modalities": modalities})
         self.finish(unit, started)
 
     def run_evaluate(self) -> dict[str, Any]:
@@ -1128,22 +1148,6 @@ def _distillation_trainer(model, teacher, args, dataset, collator, callbacks):
 
     return DistillationTrainer(model=model, teacher=teacher, args=args, train_dataset=dataset,
                                data_collator=collator, callbacks=callbacks)
-
-
-def _omnivore_trainer(model, args, dataset, collator, callbacks):
-    from transformers import Trainer
-
-    return Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator, callbacks=callbacks)
-
-
-def _omnivore_rotation(wrapper: OmnivoreTrainingModel):
-    from transformers import TrainerCallback
-
-    class Rotation(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kwargs):
-            wrapper.step = int(state.global_step)
-
-    return Rotation()
 
 
 def _distillation_argument_values(args_class, config: PipelineConfig) -> dict[str, Any]:

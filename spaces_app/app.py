@@ -1,0 +1,346 @@
+"""Gradio Space of mmkd-hf: an RGB-only student distilled from multimodal teachers, on your clip.
+
+Model: ``MMKD_MODEL`` (a Hub repo id or a local ``save_pretrained`` folder), default
+``outputs/<latest run>/student``; loaded once at start. When the model folder has a sibling ``ensemble/``
+(a run folder) and the run's dataset can be read, the examples are clips of that dataset's validation split
+and, for them, the teacher ensemble (which also sees flow, audio and object boxes) runs beside the student,
+with its end-to-end time: the paper's point, visible.
+
+Environment: ``MMKD_MODEL``, ``MMKD_ENSEMBLE`` (override the ensemble folder, or ``none``),
+``MMKD_MAX_UPLOAD_MB`` (50), ``MMKD_MAX_SECONDS`` (60), ``MMKD_CONCURRENCY`` (2), ``MMKD_EXAMPLES_DIR``,
+and gradio's ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+import torch
+
+ALLOWED_SUFFIXES = (".mp4", ".webm", ".mov", ".m4v", ".mkv")
+VIEW_CHOICES = {
+    "1 view": (1, 1),
+    "2 views (2 clips)": (2, 1),
+    "3 views (3 crops)": (1, 3),
+    "6 views (2 clips x 3 crops)": (2, 3),
+}
+TOP_K = 5
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class ClipError(ValueError):
+    """An upload the app refuses, with a message for the user."""
+
+
+# ------------------------------------------------------------------------------------------ model loading
+def default_model_source(outputs: Path = REPO_ROOT / "outputs") -> str | None:
+    """``MMKD_MODEL``, else the student of the most recent run under ``outputs/``."""
+    if os.environ.get("MMKD_MODEL"):
+        return os.environ["MMKD_MODEL"]
+    students = sorted(outputs.glob("*/student/config.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    return str(students[0].parent) if students else None
+
+
+def _package_available() -> bool:
+    try:
+        import mmkd_hf  # noqa: F401  (registers the model, processor and pipeline)
+
+        return True
+    except ImportError:
+        return False
+
+
+def load_classifier(source: str):
+    """The multi-head video-classification pipeline of ``source`` (package code if installed, else the
+    code shipped with the model: ``trust_remote_code=True``)."""
+    from transformers import pipeline
+
+    if _package_available():
+        return pipeline("video-classification", model=source)
+    return pipeline(model=source, trust_remote_code=True)
+
+
+def probe_clip(path: str, max_mb: float, max_seconds: float) -> dict[str, Any]:
+    """Checks an upload before decoding it: type, size, a video stream, duration.
+
+    Raises:
+        ClipError: with the reason, for the user.
+    """
+    import av
+
+    file = Path(path)
+    if file.suffix.lower() not in ALLOWED_SUFFIXES:
+        raise ClipError(f"unsupported file type {file.suffix or '(none)'!r}: upload a video ({', '.join(ALLOWED_SUFFIXES)})")
+    size_mb = file.stat().st_size / 2**20
+    if size_mb > max_mb:
+        raise ClipError(f"the file is {size_mb:.1f} MB; the limit is {max_mb:g} MB")
+    try:
+        with av.open(str(file)) as container:
+            if not container.streams.video:
+                raise ClipError("the file has no video stream")
+            stream = container.streams.video[0]
+            seconds = None
+            if container.duration:
+                seconds = container.duration / 1_000_000
+            elif stream.duration and stream.time_base:
+                seconds = float(stream.duration * stream.time_base)
+    except ClipError:
+        raise
+    except Exception as err:  # PyAV raises many FFmpeg error types for damaged files
+        raise ClipError(f"the file could not be read as a video ({type(err).__name__}); it may be corrupt") from err
+    if seconds is not None and seconds > max_seconds:
+        raise ClipError(f"the clip lasts {seconds:.1f} s; the limit is {max_seconds:g} s")
+    return {"size_mb": size_mb, "seconds": seconds}
+
+
+def to_label(items: list[dict[str, Any]]) -> dict[str, float]:
+    return {item["label"]: float(item["score"]) for item in items}
+
+
+# ------------------------------------------------------------------------------------------ ensemble + examples
+def file_digest(path: str | Path) -> str:
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()
+
+
+@dataclass
+class EnsembleDemo:
+    """The run's teacher ensemble and the dataset items behind the example clips."""
+
+    model: Any
+    dataset: Any
+    collator: Any
+    examples: dict[str, int] = field(default_factory=dict)  # clip digest -> dataset index
+
+    def predict(self, index: int) -> tuple[dict[str, list[dict[str, Any]]], float]:
+        started = time.perf_counter()
+        batch = self.collator([self.dataset[index]])
+        batch = {k: v for k, v in batch.items() if isinstance(v, torch.Tensor) and k != "labels"}
+        with torch.no_grad():
+            logits = self.model(**batch).logits
+        seconds = time.perf_counter() - started
+        names = dict(self.model.config.head_labels) if getattr(self.model.config, "head_labels", None) else {}
+        probs = {head: value[0].float().softmax(-1) for head, value in logits.items()}
+        if probs and any(p.ndim == 2 for p in probs.values()):
+            probs = {h: (p.mean(0) if p.ndim == 2 else p) for h, p in probs.items()}
+        results = {}
+        for head, p in probs.items():
+            labels = names.get(head) or [f"{head}_{i}" for i in range(p.numel())]
+            scores, ids = p.topk(min(TOP_K, p.numel()))
+            results[head] = [{"label": labels[i], "score": float(s)} for s, i in zip(scores.tolist(), ids.tolist())]
+        if "action" not in results and "verb" in probs and "noun" in probs:
+            verbs = names.get("verb") or [f"verb_{i}" for i in range(probs["verb"].numel())]
+            nouns = names.get("noun") or [f"noun_{i}" for i in range(probs["noun"].numel())]
+            joint = (probs["verb"][:, None] * probs["noun"][None, :]).flatten()
+            scores, ids = joint.topk(min(TOP_K, joint.numel()))
+            results["action"] = [{"label": f"{verbs[i // len(nouns)]} {nouns[i % len(nouns)]}", "score": float(s)}
+                                 for s, i in zip(scores.tolist(), ids.tolist())]
+        return results, seconds
+
+
+def _run_config(run_dir: Path) -> dict[str, Any]:
+    for name in ("results.json", "config.json"):
+        path = run_dir / name
+        if path.is_file():
+            payload = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(payload.get("config"), dict):
+                return payload["config"]
+    return {}
+
+
+def load_ensemble_demo(student_source: str, examples_dir: Path, count: int = 3) -> tuple[EnsembleDemo | None, str]:
+    """The ensemble of the student's run and example clips cut from its validation split, or (None, reason)."""
+    override = os.environ.get("MMKD_ENSEMBLE")
+    if override and override.lower() == "none":
+        return None, "disabled (MMKD_ENSEMBLE=none)"
+    student_dir = Path(student_source)
+    ensemble_dir = Path(override) if override else student_dir.parent / "ensemble"
+    if not (ensemble_dir / "config.json").is_file():
+        return None, "no ensemble/ folder next to the student (only local runs carry one)"
+    try:
+        from transformers import AutoModel
+
+        from mmkd_hf.data import MultimodalCollator, load_dataset
+
+        config = _run_config(ensemble_dir.parent)
+        model = AutoModel.from_pretrained(ensemble_dir).eval()
+        teachers = list(getattr(model.config, "teacher_order", None) or model.config.teachers)
+        modalities = sorted(set(teachers) | {"rgb"})
+        dataset = load_dataset(
+            config.get("dataset", "mini-kitchens"), data_dir=config.get("data_dir"), split="validation",
+            modalities=modalities, num_frames=int(getattr(model.config, "num_frames", 0) or config.get("num_frames") or 16),
+            train=False, crop_size=int(config.get("image_size") or 224),
+        )
+        demo = EnsembleDemo(model=model, dataset=dataset, collator=MultimodalCollator())
+        examples_dir.mkdir(parents=True, exist_ok=True)
+        for index in range(min(count, len(dataset))):
+            path = examples_dir / f"example-{index}.mp4"
+            frames = dataset[index]["pixel_values"]  # [T, 3, H, W] in [0, 1]
+            write_mp4(path, (frames.permute(0, 2, 3, 1).clamp(0, 1) * 255).byte().numpy())
+            demo.examples[file_digest(path)] = index
+        return demo, f"loaded from {ensemble_dir}"
+    except Exception as err:  # the ensemble is an extra: the student demo works without it
+        return None, f"not available ({type(err).__name__}: {err})"
+
+
+def write_mp4(path: Path, frames: np.ndarray, fps: int = 8) -> Path:
+    """Writes uint8 frames ``[T, H, W, 3]`` as an H.264 mp4 that browsers play (even sides, yuv420p)."""
+    import av
+
+    frames = frames[:, : frames.shape[1] // 2 * 2, : frames.shape[2] // 2 * 2]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.height, stream.width, stream.pix_fmt = frames.shape[1], frames.shape[2], "yuv420p"
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def synthetic_examples(examples_dir: Path, count: int = 2) -> list[Path]:
+    """Small generated clips (a hand-like blob moving over a table) when no dataset clips are available."""
+    examples_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index in range(count):
+        path = examples_dir / f"synthetic-{index}.mp4"
+        if not path.exists():
+            frames = np.zeros((16, 128, 128, 3), np.uint8)
+            frames[..., :] = (90 + 40 * index, 70, 50)
+            for t in range(16):
+                x = 10 + t * 6 if index == 0 else 100 - t * 5
+                frames[t, 50:80, x:x + 24] = (230, 190, 160)
+            write_mp4(path, frames)
+        paths.append(path)
+    return paths
+
+
+# ------------------------------------------------------------------------------------------ app
+class SpaceApp:
+    """Holds the loaded models; :meth:`predict` is the Space's one endpoint."""
+
+    def __init__(self, source: str | None, examples_dir: Path | None = None,
+                 max_mb: float | None = None, max_seconds: float | None = None):
+        self.source = source
+        self.max_mb = float(max_mb if max_mb is not None else os.environ.get("MMKD_MAX_UPLOAD_MB", 50))
+        self.max_seconds = float(max_seconds if max_seconds is not None else os.environ.get("MMKD_MAX_SECONDS", 60))
+        self.examples_dir = Path(examples_dir or os.environ.get("MMKD_EXAMPLES_DIR")
+                                 or Path(tempfile.gettempdir()) / "mmkd-space-examples")
+        self._lock = threading.Lock()  # one inference at a time: the pipeline object is not re-entrant
+        self.classifier = None
+        self.ensemble: EnsembleDemo | None = None
+        self.ensemble_status = "no student model"
+        self.load_error = None
+        if source is None:
+            self.load_error = ("No model: set MMKD_MODEL to a Hub repo id or a local model folder, or train one "
+                               "with `accelerate launch train.py` (outputs/<run>/student).")
+            return
+        try:
+            self.classifier = load_classifier(source)
+        except Exception as err:
+            self.load_error = f"The model {source!r} could not be loaded: {type(err).__name__}: {err}"
+            return
+        self.ensemble, self.ensemble_status = load_ensemble_demo(source, self.examples_dir)
+
+    @property
+    def example_paths(self) -> list[Path]:
+        if self.ensemble is not None and self.ensemble.examples:
+            return sorted(self.examples_dir.glob("example-*.mp4"))
+        return synthetic_examples(self.examples_dir)
+
+    def predict(self, video: str | None, views: str):
+        """Student top-5 verbs / nouns / actions for one clip (+ the ensemble's for dataset examples)."""
+        if self.classifier is None:
+            raise gr.Error(self.load_error or "no model loaded")
+        if not video:
+            raise gr.Error("Upload or record a clip first (mp4 or webm), or pick an example.")
+        if views not in VIEW_CHOICES:
+            raise gr.Error(f"unknown views setting {views!r}; choose one of {list(VIEW_CHOICES)}")
+        num_clips, num_crops = VIEW_CHOICES[views]
+        try:
+            probe = probe_clip(video, self.max_mb, self.max_seconds)
+            with self._lock:
+                started = time.perf_counter()
+                result = self.classifier(video, top_k=TOP_K, num_clips=num_clips, num_crops=num_crops)
+                seconds = time.perf_counter() - started
+        except ClipError as err:
+            raise gr.Error(str(err)) from err
+        except ValueError as err:  # decoding errors of the video processor name the problem
+            raise gr.Error(f"The clip could not be processed: {err}") from err
+        duration = f"{probe['seconds']:.1f} s clip · " if probe["seconds"] else ""
+        info = (f"**Student** (RGB only): {seconds * 1000:.0f} ms end to end (decode + {num_clips * num_crops} view(s) "
+                f"+ forward) · {duration}views used: {num_clips * num_crops} ({num_clips} clip(s) x {num_crops} crop(s))")
+        ensemble_outputs = [{}, {}, {}, f"Teacher ensemble: {self.ensemble_status}."]
+        if self.ensemble is not None:
+            index = self.ensemble.examples.get(file_digest(video))
+            if index is None:
+                ensemble_outputs[3] = ("Teacher ensemble: runs on the examples only (it needs optical flow, audio "
+                                       "and object boxes, which an uploaded clip does not carry).")
+            else:
+                with self._lock:
+                    teacher, teacher_seconds = self.ensemble.predict(index)
+                ensemble_outputs = [to_label(teacher.get("verb", [])), to_label(teacher.get("noun", [])),
+                                    to_label(teacher.get("action", [])),
+                                    f"**Teacher ensemble** ({', '.join(self.ensemble.model.config.teachers)}): "
+                                    f"{teacher_seconds * 1000:.0f} ms end to end (loading every modality + forward)."]
+        return (to_label(result.get("verb", [])), to_label(result.get("noun", [])), to_label(result.get("action", [])),
+                info, *ensemble_outputs)
+
+
+def build_demo(app: SpaceApp) -> gr.Blocks:
+    with gr.Blocks(title="mmkd-hf: multimodal distillation for egocentric action recognition") as demo:
+        gr.Markdown(
+            "# Multimodal distillation for egocentric action recognition\n"
+            "A student that sees **RGB only**, distilled from teachers that also see optical flow, audio and "
+            "object boxes (Radevski et al., ICCV 2023). Upload or record a short kitchen clip (mp4 / webm), or "
+            "pick an example."
+        )
+        if app.load_error:
+            gr.Markdown(f"**{app.load_error}**", elem_id="load-error")
+        else:
+            gr.Markdown(f"Model: `{app.source}` · teacher ensemble: {app.ensemble_status}", elem_id="model-info")
+        with gr.Row():
+            with gr.Column(scale=1):
+                video = gr.Video(label="clip", sources=["upload", "webcam"], elem_id="clip")
+                views = gr.Radio(list(VIEW_CHOICES), value="1 view", label="views (temporal clips x spatial crops)")
+                run = gr.Button("Classify", variant="primary", elem_id="classify")
+            with gr.Column(scale=2):
+                info = gr.Markdown(elem_id="student-info")
+                with gr.Row():
+                    verbs = gr.Label(num_top_classes=TOP_K, label="student: verbs", elem_id="student-verbs")
+                    nouns = gr.Label(num_top_classes=TOP_K, label="student: nouns", elem_id="student-nouns")
+                    actions = gr.Label(num_top_classes=TOP_K, label="student: actions", elem_id="student-actions")
+                ensemble_info = gr.Markdown(elem_id="ensemble-info")
+                with gr.Row():
+                    t_verbs = gr.Label(num_top_classes=TOP_K, label="teacher ensemble: verbs")
+                    t_nouns = gr.Label(num_top_classes=TOP_K, label="teacher ensemble: nouns")
+                    t_actions = gr.Label(num_top_classes=TOP_K, label="teacher ensemble: actions")
+        outputs = [verbs, nouns, actions, info, t_verbs, t_nouns, t_actions, ensemble_info]
+        run.click(app.predict, inputs=[video, views], outputs=outputs, api_name="predict")
+        if app.classifier is not None:
+            gr.Examples(examples=[[str(p), "1 view"] for p in app.example_paths], inputs=[video, views],
+                        outputs=outputs, fn=app.predict, cache_examples=False, run_on_click=True,
+                        elem_id="examples", label="examples")
+    demo.queue(default_concurrency_limit=int(os.environ.get("MMKD_CONCURRENCY", 2)), max_size=64)
+    return demo
+
+
+def main() -> None:
+    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1))))
+    app = SpaceApp(default_model_source())
+    demo = build_demo(app)
+    demo.launch(allowed_paths=[str(app.examples_dir)])
+
+
+if __name__ == "__main__":
+    main()

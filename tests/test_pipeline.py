@@ -1,0 +1,224 @@
+"""The train.py pipeline (mmkd_hf.distillation.pipeline): options, run folder, omnivore inputs, end-to-end on a tiny
+mini-kitchens, output-folder conflicts and resume after a simulated crash."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mmkd_hf.distillation import pipeline
+from mmkd_hf.distillation.pipeline import (
+    RESUME_EXIT_CODE,
+    EpochSeededDataset,
+    OmnivoreDataset,
+    PipelineConfig,
+    RunConflictError,
+    RunFolder,
+    audio_as_rgb,
+    flow_as_rgb,
+    last_valid_checkpoint,
+    load_config_file,
+    main,
+    parse_config,
+)
+
+TINY = [
+    "--preset", "test", "--mini_kitchens_scale", "tiny", "--teacher_batch_size", "4", "--student_batch_size", "4",
+    "--eval_batch_size", "8", "--report_to", "none", "--write_model_cards", "false",
+]
+
+
+# --------------------------------------------------------------------------------------------------- options
+def test_defaults_describe_the_main_job():
+    config = parse_config([])
+    assert config.dataset == "mini-kitchens" and config.stage == "all"
+    assert config.teacher_list == ("rgb", "flow", "audio", "layout")
+    assert config.preset_name == "tiny" and config.run_dir == Path("outputs/mini-kitchens-tiny-seed42")
+
+
+def test_config_file_then_command_line_override(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"seed": 7, "teachers": "layout,rgb", "temperature": 3.0}))
+    config = parse_config(["--config", str(path), "--temperature", "4"])
+    assert config.seed == 7 and config.temperature == 4.0
+    assert config.teacher_list == ("rgb", "layout")  # canonical order
+    yaml_path = tmp_path / "c.yaml"
+    yaml_path.write_text("seed: 9\nstage: distill\n")
+    assert parse_config(["--config", str(yaml_path)]).stage == "distill"
+
+
+def test_bad_options_are_named(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"sead": 7}))
+    with pytest.raises(ValueError, match="sead"):
+        load_config_file(path)
+    with pytest.raises(ValueError, match="audio"):
+        PipelineConfig(dataset="something-else", teachers="rgb,audio")
+    assert main(["--config", str(path)]) == 2
+
+
+def test_identity_ignores_operational_options():
+    a = PipelineConfig(seed=1)
+    assert a.identity_hash() == PipelineConfig(seed=1, stage="evaluate", resume=True, num_workers=3).identity_hash()
+    assert a.identity_hash() != PipelineConfig(seed=2).identity_hash()
+
+
+# -------------------------------------------------------------------------------------------- run folder
+def test_run_folder_refuses_a_different_run(tmp_path):
+    folder = RunFolder(tmp_path / "run")
+    folder.path.mkdir()
+    folder.write_identity(PipelineConfig(seed=1))
+    folder.check_identity(PipelineConfig(seed=1, stage="evaluate"))  # same run: fine
+    with pytest.raises(RunConflictError, match="seed: stored 1 vs given 2"):
+        folder.check_identity(PipelineConfig(seed=2))
+    stranger = RunFolder(tmp_path / "stranger")
+    stranger.path.mkdir()
+    (stranger.path / "notes.txt").write_text("mine")
+    with pytest.raises(RunConflictError, match="holds no mmkd-hf run"):
+        stranger.check_identity(PipelineConfig())
+
+
+def test_last_valid_checkpoint_skips_incomplete(tmp_path):
+    assert last_valid_checkpoint(tmp_path / "missing") is None
+    for step in (2, 4, 6):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+    for step in (2, 4):
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    assert last_valid_checkpoint(tmp_path).name == "checkpoint-4"  # checkpoint-6 was cut short
+
+
+# ---------------------------------------------------------------------------------- inputs and determinism
+def test_flow_and_audio_map_to_the_rgb_format():
+    flow = torch.rand(2, 4, 2, 8, 8)
+    rgb = flow_as_rgb(flow)
+    assert rgb.shape == (2, 4, 3, 8, 8) and torch.equal(rgb[:, :, :2], flow) and rgb[:, :, 2].abs().sum() == 0
+    audio = torch.randn(2, 4, 1, 16, 12) * 20 - 30
+    mapped = audio_as_rgb(audio, (8, 8))
+    assert mapped.shape == (2, 4, 3, 8, 8)
+    same_size = audio_as_rgb(audio)
+    # after the RGB model's ImageNet normalisation, every channel equals the audio model's normalised input
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 1, 3, 1, 1)
+    expected = ((audio - -28.1125) / 16.5627).expand(-1, -1, 3, -1, -1)
+    torch.testing.assert_close((same_size - mean) / std, expected, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="2 channels"):
+        flow_as_rgb(torch.rand(1, 4, 3, 8, 8))
+
+
+class _Items(torch.utils.data.Dataset):
+    def __init__(self, key):
+        self.key = key
+
+    def __len__(self):
+        return 6
+
+    def __getitem__(self, index):
+        return {self.key: torch.rand(4, {"pixel_values": 3, "flow_values": 2, "audio_values": 1}[self.key], 8, 8),
+                "labels": {"verb": index}, "segment_id": f"s{index}"}
+
+
+def test_omnivore_rotates_modalities_per_item_and_epoch():
+    keys = [("rgb", "pixel_values"), ("flow", "flow_values"), ("audio", "audio_values")]
+    data = OmnivoreDataset({m: _Items(k) for m, k in keys}, (8, 8))
+    assert [data.modality_of(i) for i in range(4)] == ["rgb", "flow", "audio", "rgb"]
+    data.set_epoch(1)
+    assert [data.modality_of(i) for i in range(3)] == ["flow", "audio", "rgb"]
+    for i in range(3):
+        item = data[i]
+        assert item["pixel_values"].shape == (4, 3, 8, 8) and item["labels"] == {"verb": i}
+
+
+def test_epoch_seeded_items_repeat_exactly_and_change_with_the_epoch():
+    data = EpochSeededDataset(_Items("pixel_values"), seed=3)
+    outer = torch.random.get_rng_state()
+    first = data[2]["pixel_values"]
+    assert torch.equal(torch.random.get_rng_state(), outer)  # the model's RNG stream is untouched
+    assert torch.equal(data[2]["pixel_values"], first)
+    data.set_epoch(1)
+    assert not torch.equal(data[2]["pixel_values"], first)
+
+
+# ------------------------------------------------------------------------------------------ end to end
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    from mmkd_hf.data.builders.mini_kitchens import ensure_mini_kitchens
+
+    root = tmp_path_factory.mktemp("mini") / "mini-kitchens-tiny"
+    ensure_mini_kitchens(root, seed=0, **pipeline.MINI_KITCHENS_SCALES["tiny"])
+    return root
+
+
+def _read_results(run_dir: Path) -> dict:
+    return json.loads((run_dir / "results.json").read_text())
+
+
+@pytest.mark.slow
+def test_end_to_end_tiny_run_then_conflict(tiny_data, tmp_path):
+    from transformers import AutoModel
+
+    args = TINY + ["--data_dir", str(tiny_data), "--output_dir", str(tmp_path), "--run_name", "r", "--max_steps", "2"]
+    assert main(args) == 0
+    run = tmp_path / "r"
+    results = _read_results(run)
+    units = ["teacher-rgb", "teacher-flow", "teacher-audio", "teacher-layout", "ensemble", "student", "baseline-rgb",
+             "omnivore"]
+    assert list(results["models"]) == units
+    for unit in units:
+        metrics = results["models"][unit]
+        assert set(metrics["heads"]) == {"verb", "noun"}
+        for head in ("verb", "noun"):
+            assert 0.0 <= metrics["heads"][head]["top1"] <= metrics["heads"][head]["top5"] <= 100.0
+            assert 0.0 <= metrics["heads"][head]["ece"] <= 100.0
+        assert 0.0 <= metrics["action"]["top1"] <= 100.0
+        model = AutoModel.from_pretrained(run / unit)
+        assert model.config.heads == {"verb": 8, "noun": 10}
+    assert results["run"]["seed"] == 42 and results["config"]["max_steps"] == 2
+    assert {"teacher-rgb", "student", "evaluate", "total"} <= set(results["timings_s"])
+    assert "| student | rgb |" in (run / "results.md").read_text()
+    split = json.loads((run / "held_out_split.json").read_text())
+    assert split["held_out_ids"] and not set(split["held_out_ids"]) & set(split["teacher_train_ids"])
+    ensemble = AutoModel.from_pretrained(run / "ensemble")
+    for weights in ensemble.teacher_weights().values():
+        assert weights.shape == (4,) and torch.isclose(weights.sum(), torch.tensor(1.0))
+        assert not torch.allclose(weights, torch.full((4,), 0.25))  # fit on the held-out split, not uniform
+
+    # a different run into the same folder: clear error, nothing touched
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    assert main(args[:-1] + ["3"]) == 2
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.slow
+def test_resume_after_a_crash_matches_an_uninterrupted_run(tiny_data, tmp_path):
+    """Teacher training killed after 3 of 6 steps (last checkpoint at step 2, mid-epoch) and resumed ends with the
+    same weights and validation metrics as an uninterrupted run with the same seed."""
+    from safetensors.torch import load_file
+
+    common = TINY + ["--data_dir", str(tiny_data), "--output_dir", str(tmp_path), "--teachers", "rgb",
+                     "--max_steps", "6", "--save_steps", "2"]
+    teachers_then_eval = lambda name, *extra: (  # noqa: E731
+        main(common + ["--run_name", name, "--stage", "teachers", *extra]),
+        main(common + ["--run_name", name, "--stage", "evaluate"]),
+    )
+    assert teachers_then_eval("straight") == (0, 0)
+    assert main(common + ["--run_name", "crashed", "--stage", "teachers", "--stop_after_steps", "3"]) == RESUME_EXIT_CODE
+    assert (tmp_path / "crashed" / "checkpoints" / "teacher-rgb" / "checkpoint-2").is_dir()
+    assert not (tmp_path / "crashed" / "teacher-rgb").exists()
+    # without --resume the leftovers are not silently discarded
+    assert main(common + ["--run_name", "crashed", "--stage", "teachers"]) == 2
+    assert teachers_then_eval("crashed", "--resume") == (0, 0)
+
+    straight = load_file(tmp_path / "straight" / "teacher-rgb" / "model.safetensors")
+    resumed = load_file(tmp_path / "crashed" / "teacher-rgb" / "model.safetensors")
+    assert straight.keys() == resumed.keys()
+    for key in straight:
+        torch.testing.assert_close(resumed[key], straight[key], rtol=0, atol=0, msg=key)
+    a = _read_results(tmp_path / "straight")["models"]["teacher-rgb"]
+    b = _read_results(tmp_path / "crashed")["models"]["teacher-rgb"]
+    for head in ("verb", "noun"):
+        assert a["heads"][head]["top1"] == b["heads"][head]["top1"]
+        assert np.isclose(a["heads"][head]["ece"], b["heads"][head]["ece"])
