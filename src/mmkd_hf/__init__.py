@@ -14,7 +14,11 @@ from .models import (  # noqa: E402  (registration happens on import)
     VideoSwinConfig,
     VideoSwinForVideoClassification,
     VideoSwinModel,
+    VideoSwinVideoProcessor,
 )
+from .pipelines import register_pipeline as _register_pipeline  # noqa: E402
+
+_register_pipeline()
 
 __all__ = [
     "MultimodalTeacherEnsemble",
@@ -24,5 +28,6 @@ __all__ = [
     "VideoSwinConfig",
     "VideoSwinForVideoClassification",
     "VideoSwinModel",
+    "VideoSwinVideoProcessor",
     "__version__",
 ]

@@ -366,10 +366,21 @@ def parse_config(argv: Sequence[str] | None = None) -> PipelineConfig:
 # =====================================================================================================================
 
 
+def _cpu_only() -> bool:
+    return not torch.cuda.is_available()
+
+
+def _configure_cpu_processes() -> None:
+    """Under several processes without CUDA (``accelerate launch --multi_gpu`` on a CPU machine), make accelerate
+    and the Trainer use gloo DDP on the CPU: without this they would each run alone (and all write files)."""
+    if _cpu_only() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        os.environ.setdefault("ACCELERATE_USE_CPU", "true")
+
+
 def _state():
     from accelerate import PartialState
 
-    return PartialState()
+    return PartialState(cpu=_cpu_only())
 
 
 def _is_main() -> bool:
@@ -882,7 +893,8 @@ class Runner:
             data_seed=int(cfg.seed + seed_offset),
             full_determinism=bool(cfg.deterministic),
             dataloader_num_workers=int(cfg.num_workers),
-            dataloader_pin_memory=torch.cuda.is_available(),
+            dataloader_pin_memory=not _cpu_only(),
+            use_cpu=_cpu_only(),
             remove_unused_columns=False,
             label_names=["labels"],
             eval_strategy="no",
@@ -1310,6 +1322,7 @@ def _units_for_stage(stage: str) -> tuple[str, ...]:
 
 def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
     """Run the stages selected by ``config.stage``; returns the evaluation results (empty without ``evaluate``)."""
+    _configure_cpu_processes()
     state = _state()
     folder = RunFolder(config.run_dir)
     if config.overwrite and state.is_main_process and folder.path.exists():

@@ -458,12 +458,6 @@ audio, detections) are not included{% if homepage %}; get them from {{ homepage 
 | {{ split }} | {{ rows }} |
 {%- endfor %}
 
-```python
-from datasets import load_dataset
-
-metadata = load_dataset("{{ repo_id }}", split="train")
-```
-
 ## Licence
 
 {{ license_name or license }}
@@ -486,41 +480,60 @@ def render_dataset_card(
     dataset: str,
     *,
     repo_id: str,
-    splits: Mapping[str, int],
+    splits: Mapping[str, Any],
     license: str | None = None,
     template_path: str | os.PathLike | None = None,
 ) -> DatasetCard:
     """Dataset card of a pushed dataset (Parquet files under ``data/<split>-*.parquet``).
 
-    Uses ``hub_cards/dataset_card_template.md`` when it exists (the data layer's template), else a built-in
-    template; description, licence and citation come from the data layer (``dataset_card_infos``).
+    The body comes from the data layer (``mmkd_hf.data.registry.render_dataset_card`` with
+    ``hub_cards/dataset_card_template.md``) when it knows the dataset, else from a built-in template. Either way
+    the metadata gets ``configs`` pointing at the Parquet files (so ``datasets.load_dataset(repo_id)`` reads
+    them) and a section on what the repo holds.
 
     Args:
         dataset: Dataset name.
         repo_id: The dataset repo id (for the usage snippet).
-        splits: split name -> number of rows.
+        splits: split name -> ``datasets.Dataset`` (or its number of rows).
         license: Licence id; defaults to the dataset's.
-        template_path: Explicit Jinja template.
+        template_path: Explicit Jinja template for the data layer's renderer.
     """
-    info = dataset_info(dataset)
-    license = license or info.get("license") or "other"
-    card_data = DatasetCardData(
-        pretty_name=info.get("pretty_name") or DATASET_PRETTY_NAMES.get(dataset, dataset),
-        license=license,
-        task_categories=["video-classification"],
-        tags=["egocentric", "action-recognition", "mmkd-hf", dataset],
-        configs=[{"config_name": "default",
-                  "data_files": [{"split": split, "path": f"data/{split}-*.parquet"} for split in splits]}],
+    rows = {split: (value if isinstance(value, int) else len(value)) for split, value in splits.items()}
+    configs = [{"config_name": "default",
+                "data_files": [{"split": split, "path": f"data/{split}-*.parquet"} for split in rows]}]
+    card = None
+    if all(not isinstance(value, int) for value in splits.values()):
+        try:
+            from ..data.registry import render_dataset_card as render_with_data_layer
+
+            card = render_with_data_layer(dataset, splits=dict(splits), template_path=template_path)
+        except (ImportError, KeyError, FileNotFoundError):
+            card = None
+    if card is None:
+        info = dataset_info(dataset)
+        card_data = DatasetCardData(
+            pretty_name=info.get("pretty_name") or DATASET_PRETTY_NAMES.get(dataset, dataset),
+            license=license or info.get("license") or "other", task_categories=["video-classification"],
+            tags=["egocentric", "action-recognition", "mmkd-hf", dataset])
+        card = DatasetCard.from_template(
+            card_data, template_str=_FALLBACK_DATASET_TEMPLATE, pretty_name=card_data.pretty_name,
+            description=info.get("description", ""), homepage=info.get("homepage"), license=card_data.license,
+            license_name=info.get("license_name"), citation=info.get("citation", ""), paper_citation=PAPER_BIBTEX,
+            repo_id=repo_id, splits=rows, dataset=dataset)
+    if license:
+        card.data.license = license
+    card.data.configs = configs
+    tags = list(card.data.tags or [])
+    card.data.tags = list(dict.fromkeys(tags + ["mmkd-hf", dataset]))
+    hub_section = (
+        "\n\n## This repository\n\n"
+        f"Segment metadata prepared by mmkd-hf, one Parquet file per split ({', '.join(f'{k}: {v} rows' for k, v in rows.items())}); "
+        "the media are not included.\n\n"
+        f"```python\nfrom datasets import load_dataset\n\nmetadata = load_dataset(\"{repo_id}\", split=\"{next(iter(rows), 'train')}\")\n```\n"
     )
-    template = Path(template_path) if template_path else TEMPLATE_DIR / DATASET_CARD_TEMPLATE
-    kwargs = dict(
-        pretty_name=card_data.pretty_name, description=info.get("description", ""), homepage=info.get("homepage"),
-        license=license, license_name=info.get("license_name"), citation=info.get("citation", ""),
-        paper_citation=PAPER_BIBTEX, repo_id=repo_id, splits=dict(splits), dataset=dataset,
-    )
-    if template.is_file():
-        return DatasetCard.from_template(card_data, template_path=str(template), **kwargs)
-    return DatasetCard.from_template(card_data, template_str=_FALLBACK_DATASET_TEMPLATE, **kwargs)
+    if "## This repository" not in card.text:
+        card.text = card.text.rstrip() + hub_section
+    return card
 
 
 __all__ = [

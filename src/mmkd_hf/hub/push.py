@@ -345,7 +345,7 @@ def push_dataset(api, run_config: Mapping[str, Any], namespace: str, *, prefix: 
         for split, table in splits.items():
             table.to_parquet(str(stage / "data" / f"{split}-00000-of-00001.parquet"))
             rows[split] = len(table)
-        card = render_dataset_card(dataset, repo_id=repo_id, splits=rows)
+        card = render_dataset_card(dataset, repo_id=repo_id, splits=splits)
         (stage / "README.md").write_text(str(card), encoding="utf-8")
         try:
             api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)

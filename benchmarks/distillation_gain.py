@@ -1,0 +1,130 @@
+"""Does distillation pay off? The distilled RGB student vs `baseline-rgb` (same network, same schedule, labels only)
+on mini-kitchens, over several seeds, beside `omnivore`, every teacher and the ensemble.
+
+    python benchmarks/distillation_gain.py --seeds 3                 # the default main job, seeds 0, 1, 2
+    python benchmarks/distillation_gain.py --seeds 3 -- --temperature 4   # extra train.py options after --
+
+Each seed is one full `train.py` run (its own run folder under --output-dir; finished runs are reused, so the
+benchmark can be interrupted and restarted). Prints a Markdown table of mean ± std over the seeds and writes
+benchmarks/results/distillation_gain.json. Target: student action top-1 >= baseline-rgb + 3 points, with lower ECE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from mmkd_hf.utils import atomic_write_json  # noqa: E402
+
+MODELS = ("student", "baseline-rgb", "omnivore", "ensemble", "teacher-rgb", "teacher-flow", "teacher-audio",
+          "teacher-layout")
+TARGET_GAIN = 3.0
+
+
+def run_seed(seed: int, output_dir: Path, extra: list[str], launcher: list[str]) -> dict:
+    """Run (or reuse) the pipeline for one seed; returns its results.json."""
+    run_name = f"distillation-gain-seed{seed}"
+    results_file = output_dir / run_name / "results.json"
+    if not results_file.exists():
+        command = launcher + [str(REPO / "train.py"), "--seed", str(seed), "--run_name", run_name,
+                              "--output_dir", str(output_dir), *extra]
+        print(f"[distillation_gain] seed {seed}: {' '.join(command)}", flush=True)
+        started = time.time()
+        subprocess.run(command, check=True, cwd=REPO)
+        print(f"[distillation_gain] seed {seed}: {time.time() - started:.0f} s", flush=True)
+    return json.loads(results_file.read_text())
+
+
+def model_summary(result: dict) -> dict[str, float]:
+    """Action top-1, per-head top-1 and the mean ECE over heads of one model."""
+    heads = result.get("heads", {})
+    summary = {f"{head}_top1": float(values["top1"]) for head, values in heads.items()}
+    eces = [float(values["ece"]) for values in heads.values()]
+    summary["ece"] = sum(eces) / len(eces)
+    for head, values in heads.items():
+        summary[f"{head}_ece"] = float(values["ece"])
+    if result.get("action", {}).get("top1") is not None:
+        summary["action_top1"] = float(result["action"]["top1"])
+    return summary
+
+
+def mean_std(values: list[float]) -> dict[str, float]:
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "values": values}
+
+
+def aggregate(per_seed: dict[int, dict]) -> dict[str, dict[str, dict[str, float]]]:
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    for model in MODELS:
+        rows = [model_summary(results["models"][model]) for results in per_seed.values() if model in results["models"]]
+        if not rows:
+            continue
+        table[model] = {metric: mean_std([row[metric] for row in rows]) for metric in rows[0]}
+    return table
+
+
+def markdown(table: dict, seeds: list[int]) -> str:
+    metrics = [m for m in ("action_top1", "verb_top1", "noun_top1", "verb_ece", "noun_ece", "ece")
+               if m in table.get("student", {})]
+    lines = [f"Mini-kitchens validation, mean ± std over seeds {seeds} (accuracy and ECE-15 in %).", "",
+             "| model | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)]
+    for model, values in table.items():
+        cells = [f"{values[m]['mean']:.1f} ± {values[m]['std']:.1f}" if m in values else "–" for m in metrics]
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, default=3, help="number of seeds (0, 1, ..., N-1)")
+    parser.add_argument("--output-dir", default=str(REPO / "outputs" / "benchmarks"), help="parent of the run folders")
+    parser.add_argument("--result", default=str(REPO / "benchmarks" / "results" / "distillation_gain.json"))
+    parser.add_argument("--launcher", default=f"{Path(sys.executable).parent / 'accelerate'} launch --num_processes 1 "
+                        "--num_machines 1 --mixed_precision no --dynamo_backend no",
+                        help="command that runs train.py")
+    parser.add_argument("extra", nargs="*", help="options passed to train.py (after --)")
+    args = parser.parse_args(argv)
+    seeds = list(range(args.seeds))
+    output_dir = Path(args.output_dir)
+    per_seed = {seed: run_seed(seed, output_dir, args.extra, args.launcher.split()) for seed in seeds}
+    table = aggregate(per_seed)
+    gains = [per_seed[s]["models"]["student"]["action"]["top1"] - per_seed[s]["models"]["baseline-rgb"]["action"]["top1"]
+             for s in seeds]
+    ece_gaps = [model_summary(per_seed[s]["models"]["student"])["ece"]
+                - model_summary(per_seed[s]["models"]["baseline-rgb"])["ece"] for s in seeds]
+    verdict = {
+        "action_top1_gain": mean_std(gains),
+        "ece_change": mean_std(ece_gaps),
+        "target_gain_points": TARGET_GAIN,
+        "meets_target": statistics.fmean(gains) >= TARGET_GAIN and statistics.fmean(ece_gaps) < 0,
+    }
+    payload = {
+        "benchmark": "distillation_gain",
+        "dataset": "mini-kitchens",
+        "seeds": seeds,
+        "train_options": args.extra,
+        "models": table,
+        "student_vs_baseline_rgb": verdict,
+        "timings_s": {seed: per_seed[seed].get("timings_s", {}) for seed in seeds},
+        "config": per_seed[seeds[0]].get("config", {}),
+    }
+    atomic_write_json(args.result, payload)
+    print(markdown(table, seeds))
+    print(f"\nstudent - baseline-rgb, action top-1: {verdict['action_top1_gain']['mean']:+.2f} ± "
+          f"{verdict['action_top1_gain']['std']:.2f} points (target >= {TARGET_GAIN}); ECE change "
+          f"{verdict['ece_change']['mean']:+.2f} ± {verdict['ece_change']['std']:.2f} -> "
+          f"{'meets' if verdict['meets_target'] else 'MISSES'} the target")
+    print(f"written {args.result}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
