@@ -29,18 +29,37 @@ MODELS = ("student", "baseline-rgb", "omnivore", "ensemble", "teacher-rgb", "tea
 TARGET_GAIN = 3.0
 
 
-def run_seed(seed: int, output_dir: Path, extra: list[str], launcher: list[str]) -> dict:
-    """Run (or reuse) the pipeline for one seed; returns its results.json."""
+def seed_command(seed: int, output_dir: Path, extra: list[str], launcher: list[str]) -> tuple[list[str], Path]:
     run_name = f"distillation-gain-seed{seed}"
-    results_file = output_dir / run_name / "results.json"
-    if not results_file.exists():
-        command = launcher + [str(REPO / "train.py"), "--seed", str(seed), "--run_name", run_name,
-                              "--output_dir", str(output_dir), *extra]
-        print(f"[distillation_gain] seed {seed}: {' '.join(command)}", flush=True)
-        started = time.time()
-        subprocess.run(command, check=True, cwd=REPO)
-        print(f"[distillation_gain] seed {seed}: {time.time() - started:.0f} s", flush=True)
-    return json.loads(results_file.read_text())
+    command = launcher + [str(REPO / "train.py"), "--seed", str(seed), "--run_name", run_name,
+                          "--output_dir", str(output_dir), *extra]
+    return command, output_dir / run_name / "results.json"
+
+
+def run_seeds(seeds: list[int], output_dir: Path, extra: list[str], launcher: list[str], parallel: int) -> dict:
+    """Run (or reuse) the pipeline for every seed, ``parallel`` at a time; returns ``{seed: results.json}``."""
+    pending = []
+    for seed in seeds:
+        command, results_file = seed_command(seed, output_dir, extra, launcher)
+        if not results_file.exists():
+            pending.append((seed, command))
+    running: list[tuple[int, subprocess.Popen, float]] = []
+    while pending or running:
+        while pending and len(running) < max(1, parallel):
+            seed, command = pending.pop(0)
+            print(f"[distillation_gain] seed {seed}: {' '.join(command)}", flush=True)
+            log = open(output_dir / f"distillation-gain-seed{seed}.log", "w")
+            running.append((seed, subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT), time.time()))
+        time.sleep(2)
+        for entry in list(running):
+            seed, process, started = entry
+            if process.poll() is not None:
+                running.remove(entry)
+                if process.returncode != 0:
+                    raise RuntimeError(f"seed {seed} failed (exit {process.returncode}); see "
+                                       f"{output_dir / f'distillation-gain-seed{seed}.log'}")
+                print(f"[distillation_gain] seed {seed}: done in {time.time() - started:.0f} s", flush=True)
+    return {seed: json.loads(seed_command(seed, output_dir, extra, launcher)[1].read_text()) for seed in seeds}
 
 
 def model_summary(result: dict) -> dict[str, float]:
@@ -90,11 +109,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--launcher", default=f"{Path(sys.executable).parent / 'accelerate'} launch --num_processes 1 "
                         "--num_machines 1 --mixed_precision no --dynamo_backend no",
                         help="command that runs train.py")
+    parser.add_argument("--parallel", type=int, default=1, help="seeds run at the same time")
     parser.add_argument("extra", nargs="*", help="options passed to train.py (after --)")
     args = parser.parse_args(argv)
     seeds = list(range(args.seeds))
     output_dir = Path(args.output_dir)
-    per_seed = {seed: run_seed(seed, output_dir, args.extra, args.launcher.split()) for seed in seeds}
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if not any("--data_dir" in e or "--data-dir" in e for e in args.extra):
+        # make the shared dataset once, before parallel runs would race to generate it
+        from mmkd_hf.data.builders.mini_kitchens import ensure_mini_kitchens
+
+        ensure_mini_kitchens(REPO / ".cache" / "mini-kitchens", seed=0)
+    per_seed = run_seeds(seeds, output_dir, args.extra, args.launcher.split(), args.parallel)
     table = aggregate(per_seed)
     gains = [per_seed[s]["models"]["student"]["action"]["top1"] - per_seed[s]["models"]["baseline-rgb"]["action"]["top1"]
              for s in seeds]

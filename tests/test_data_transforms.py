@@ -122,3 +122,77 @@ def test_collator_stacks_and_names_bad_shapes():
         MultimodalCollator()([item(1), item(2, t=5)])
     dropped = MultimodalCollator()([item(1), None, {"segment_id": "bad", "skip_reason": "corrupt"}])
     assert dropped["segment_id"] == ["s1"]
+
+
+def _stepwise_jitter(frames, jitter):
+    """Reference: torchvision's float blends one step at a time (clamped), hue as a YIQ chroma rotation."""
+    import math
+
+    order, b, c, s, hue = jitter
+    x = frames.clone().double()
+    grey = lambda v: 0.299 * v[:, 0:1] + 0.587 * v[:, 1:2] + 0.114 * v[:, 2:3]
+    yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], dtype=torch.float64)
+    for op in order:
+        if op == 0:
+            x = (x * b).clamp(0, 1)
+        elif op == 1:
+            m = grey(x).mean(dim=(1, 2, 3), keepdim=True)
+            x = ((x - m) * c + m).clamp(0, 1)
+        elif op == 2:
+            g = grey(x)
+            x = ((x - g) * s + g).clamp(0, 1)
+        elif hue != 0.0:
+            th = 2 * math.pi * hue
+            rot = torch.tensor([[1, 0, 0], [0, math.cos(th), -math.sin(th)], [0, math.sin(th), math.cos(th)]],
+                               dtype=torch.float64)
+            x = torch.einsum("ij,tjhw->tihw", torch.linalg.inv(yiq) @ rot @ yiq, x).clamp(0, 1)
+    return x.float()
+
+
+@pytest.mark.parametrize("jitter", [((0, 1, 2, 3), 1.25, 0.75, 1.2, 0.1), ((3, 2, 1, 0), 0.8, 1.25, 0.75, -0.07),
+                                    ((2, 0, 3, 1), 1.1, 1.2, 1.25, 0.0)])
+def test_batched_colour_jitter_matches_stepwise_blends(jitter):
+    from mmkd_hf.data.transforms import _color_jitter
+
+    frames = torch.rand(3, 3, 20, 24, generator=torch.Generator().manual_seed(0))
+    out = _color_jitter(frames.clone(), jitter)
+    assert out.shape == frames.shape and out.min() >= 0 and out.max() <= 1
+    assert torch.allclose(out, _stepwise_jitter(frames, jitter), atol=1e-5)
+
+
+def test_apply_to_frames_same_result_for_any_memory_layout_and_channel_count():
+    from torchvision.transforms.v2 import functional as VF
+
+    p = _params(seed=7, flip=True)
+    gen = torch.Generator().manual_seed(1)
+    rgb = torch.randint(0, 256, (4, 3, 48, 64), dtype=torch.uint8, generator=gen)
+    channels_last = rgb.contiguous(memory_format=torch.channels_last)
+    assert torch.equal(apply_to_frames(rgb, p, "rgb"), apply_to_frames(channels_last, p, "rgb"))
+    # 2-channel flow (packed three planes per image internally) equals resizing each plane on its own
+    flow = torch.randint(0, 256, (5, 2, 24, 32), dtype=torch.uint8, generator=gen)
+    out = apply_to_frames(flow, p, "flow")
+    top, left, h, w = p.crops[0]
+    sy, sx = 24 / p.resize[0], 32 / p.resize[1]
+    box = (round(top * sy), round(left * sx), min(24 - round(top * sy), round(h * sy)), min(32 - round(left * sx), round(w * sx)))
+    planes = torch.stack([VF.resized_crop(flow[:, c:c + 1], *box, [h, w], antialias=True)[:, 0] for c in range(2)], 1)
+    expected = planes.flip(-1).float() / 255
+    expected[:, 0] = 1 - expected[:, 0]
+    assert out.shape == (1, 5, 2, h, w) and torch.allclose(out[0], expected, atol=1e-6)
+
+
+def test_folder_frames_decode_channels_last_and_repeat_duplicates(tmp_path):
+    from torchvision.io import encode_jpeg
+
+    from mmkd_hf.data.decoding import FolderFrames
+
+    gen = torch.Generator().manual_seed(2)
+    for n in (1, 2, 3):
+        img = torch.randint(0, 256, (3, 16, 24), dtype=torch.uint8, generator=gen)
+        (tmp_path / f"{n:04d}.jpg").write_bytes(encode_jpeg(img, quality=95).numpy().tobytes())
+    store = FolderFrames(tmp_path, "%04d.jpg")
+    frames = store.read([3, 1, 1, 2])
+    assert frames.shape == (4, 3, 16, 24) and frames.is_contiguous(memory_format=torch.channels_last)
+    single = [store.read([n])[0] for n in (3, 1, 1, 2)]
+    assert all(torch.equal(f, s) for f, s in zip(frames, single)) and torch.equal(frames[1], frames[2])
+    gray = store.read([2, 2], gray=True)
+    assert gray.shape == (2, 1, 16, 24) and torch.equal(gray[0], gray[1])

@@ -74,6 +74,11 @@ class MultimodalCollator:
             if tensor.shape != reference:
                 raise ValueError(f"{key}: sample {sample!r} has shape {tuple(tensor.shape)}, expected "
                                  f"{tuple(reference)} (as sample {ids[0]!r})")
+        if torch.utils.data.get_worker_info() is not None:
+            # Inside a DataLoader worker: stack straight into shared memory, so the batch is not copied
+            # a second time when it is sent to the main process.
+            out = tensors[0].new_empty((len(tensors), *reference)).share_memory_()
+            return torch.stack(tensors, out=out)
         return torch.stack(tensors)
 
     @staticmethod

@@ -3,8 +3,8 @@
 Every function raises :class:`~mmkd_hf.data.errors.FileDecodeError` naming the file; the transform adds
 the sample id. Frame numbers are **1-based** everywhere (EPIC ``frame_%010d.jpg``, SSv2 ``%04d.jpg``).
 
-Frames are read as raw bytes and decoded in one batch by ``torchvision.io.decode_jpeg`` into uint8
-``[N, C, H, W]`` tensors; duplicated indices are decoded once.
+Frames are read as raw bytes and decoded by ``torchvision.io.decode_jpeg`` (libjpeg-turbo) into uint8
+``[N, C, H, W]`` tensors stored channels-last; duplicated indices are decoded once.
 """
 
 from __future__ import annotations
@@ -36,25 +36,26 @@ __all__ = [
 
 
 def decode_jpeg_bytes(blobs: Sequence[bytes], paths: Sequence[str], gray: bool = False) -> torch.Tensor:
-    """Decode a batch of JPEG byte strings to uint8 ``[N, C, H, W]`` (C = 1 if ``gray`` else 3)."""
+    """Decode a batch of JPEG byte strings to uint8 ``[N, C, H, W]`` (C = 1 if ``gray`` else 3).
+
+    The result is channels-last in memory (each frame stored as H x W x C, the decoder's own layout),
+    which is what the uint8 resize kernels are fastest on; its shape is the usual ``[N, C, H, W]``.
+    """
     mode = ImageReadMode.GRAY if gray else ImageReadMode.RGB
-    tensors = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in blobs]
-    for t, p in zip(tensors, paths):
-        if t.numel() < 4 or t[0] != 0xFF or t[1] != 0xD8:
-            raise FileDecodeError(p, "not a JPEG file (missing SOI marker)")
-    try:
-        images = decode_jpeg(tensors, mode=mode)
-    except RuntimeError:
-        images = []
-        for t, p in zip(tensors, paths):  # find the culprit
-            try:
-                images.append(decode_jpeg(t, mode=mode))
-            except RuntimeError as exc:
-                raise FileDecodeError(p, f"corrupt JPEG ({str(exc).splitlines()[0]})") from None
+    images = []
+    for blob, path in zip(blobs, paths):
+        if len(blob) < 4 or blob[0] != 0xFF or blob[1] != 0xD8:
+            raise FileDecodeError(path, "not a JPEG file (missing SOI marker)")
+        data = torch.frombuffer(blob if isinstance(blob, bytearray) else bytearray(blob), dtype=torch.uint8)
+        try:
+            images.append(decode_jpeg(data, mode=mode))
+        except RuntimeError as exc:
+            raise FileDecodeError(path, f"corrupt JPEG ({str(exc).splitlines()[0]})") from None
     shapes = {tuple(im.shape) for im in images}
     if len(shapes) > 1:
         raise FileDecodeError(paths[0], f"frames of one clip have different sizes: {sorted(shapes)}")
-    return torch.stack(images)
+    # decode_jpeg returns [C, H, W] views of H x W x C buffers: stacking those buffers is a plain copy
+    return torch.stack([im.permute(1, 2, 0) for im in images]).permute(0, 3, 1, 2)
 
 
 def jpeg_size(path: str | os.PathLike) -> tuple[int, int]:
@@ -89,7 +90,10 @@ class FrameStore:
         unique, inverse = np.unique(numbers, return_inverse=True)
         blobs = [self.read_bytes(int(n)) for n in unique]
         decoded = decode_jpeg_bytes(blobs, [self.describe(int(n)) for n in unique], gray=gray)
-        return decoded[torch.from_numpy(inverse.reshape(-1))]
+        if len(unique) == len(numbers) and np.array_equal(unique, numbers):
+            return decoded  # sorted, no duplicates: nothing to gather
+        frames_hwc = decoded.permute(0, 2, 3, 1)  # contiguous N x H x W x C: index_select copies whole frames
+        return frames_hwc.index_select(0, torch.from_numpy(inverse.reshape(-1))).permute(0, 3, 1, 2)
 
 
 class FolderFrames(FrameStore):
@@ -105,8 +109,13 @@ class FolderFrames(FrameStore):
     def read_bytes(self, number: int) -> bytes:
         path = self.describe(number)
         try:
-            with open(path, "rb") as fh:
-                return fh.read()
+            with open(path, "rb", buffering=0) as fh:  # one open, one read into a writable buffer
+                size = os.fstat(fh.fileno()).st_size
+                data = bytearray(size)
+                got = fh.readinto(data)
+                if got != size:
+                    data = bytearray(data[:got]) + bytearray(fh.read())
+                return data
         except FileNotFoundError:
             raise FileDecodeError(path, "frame file not found") from None
 

@@ -111,7 +111,7 @@ class PipelineConfig:
     data_dir: Optional[str] = field(
         default=None,
         metadata=_help("Dataset root. mini-kitchens: made there when missing (default .cache/mini-kitchens); "
-                       "the real datasets need it (layout: docs/training.md)."),
+                       "the real datasets need it (their official download layout)."),
     )
     output_dir: str = field(default="outputs", metadata=_help("Parent folder of the run folders."))
     run_name: Optional[str] = field(
@@ -1108,7 +1108,10 @@ class Runner:
             results[unit]["parameters"] = int(sum(p.numel() for p in model.parameters()))
         if _is_main():
             self.folder.add_timing("evaluate", time.time() - started)
-            write_results(self.folder, cfg, results, self.data.heads)
+            payload = write_results(self.folder, cfg, results, self.data.heads)
+            if cfg.write_model_cards:  # refresh each card with the model's validation metrics
+                for unit in results:
+                    _maybe_write_card(self.folder.model_dir(unit), unit, cfg, {"role": unit, "results": payload})
             self.folder.mark_done("evaluate")
         _barrier()
         return results
@@ -1223,7 +1226,7 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def write_results(folder: RunFolder, config: PipelineConfig, results: Mapping[str, Any], heads) -> None:
+def write_results(folder: RunFolder, config: PipelineConfig, results: Mapping[str, Any], heads) -> dict[str, Any]:
     """Write ``results.json`` and ``results.md`` of the run."""
     timings = folder.read_timings()
     payload = {
@@ -1236,6 +1239,7 @@ def write_results(folder: RunFolder, config: PipelineConfig, results: Mapping[st
     }
     atomic_write_json(folder.path / "results.json", payload)
     atomic_write_text(folder.path / "results.md", results_markdown(payload, list(heads)))
+    return payload
 
 
 def results_markdown(payload: Mapping[str, Any], heads: Sequence[str]) -> str:

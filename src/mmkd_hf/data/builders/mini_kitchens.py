@@ -24,7 +24,8 @@ Each modality resolves a different subset of the labels:
 * optical flow (OpenCV Farneback on the rendered RGB frames) shows the motion direction and the moving
   object's silhouette, not the texture;
 * audio carries verb-specific sound events (grasp click, put-down thud, scraping, lid pop/clack,
-  rattle, stirring clinks) whose ringing pitch reveals the material (= the texture), with room noise,
+  rattle, stirring clinks) whose ringing pitch reveals the object's material (one pitch per noun,
+  neighbours overlapping), with room noise,
   distractor sounds and silent clips; push and pull sound the same;
 * hand-object detections give clean trajectories and contact states, and the object box's aspect ratio
   hints the shape group, with jitter, misses and low-score false positives as in the official files.
@@ -161,70 +162,15 @@ class MiniKitchensConfig:
 
 
 # --------------------------------------------------------------------------------------------------
-# Detections protobuf (official schema, built at runtime when the package's module is absent)
+# Detections protobuf (the official schema lives in mmkd_hf.data.detections)
 # --------------------------------------------------------------------------------------------------
-
-_DETECTIONS_CLASS: Any = None
-
-
-def _runtime_detections_class() -> Any:
-    """Build the official ``model.detections.Detections`` message class in a private descriptor pool."""
-    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-
-    fdp = descriptor_pb2.FileDescriptorProto(
-        name="mini_kitchens_detections.proto", package="model.detections", syntax="proto3"
-    )
-    F = descriptor_pb2.FieldDescriptorProto
-
-    def add_message(name: str, fields: Sequence[tuple[str, int, int, str | None, bool]]) -> None:
-        msg = fdp.message_type.add(name=name)
-        for fname, number, ftype, type_name, repeated in fields:
-            fd = msg.field.add(name=fname, number=number, type=ftype)
-            fd.label = F.LABEL_REPEATED if repeated else F.LABEL_OPTIONAL
-            if type_name:
-                fd.type_name = type_name
-
-    state = fdp.enum_type.add(name="HandState")
-    for i, n in enumerate(("NO_CONTACT", "SELF_CONTACT", "ANOTHER_PERSON", "PORTABLE_OBJECT", "STATIONARY_OBJECT")):
-        state.value.add(name=n, number=i)
-    side = fdp.enum_type.add(name="HandSide")
-    for i, n in enumerate(("LEFT", "RIGHT")):
-        side.value.add(name=n, number=i)
-    add_message("FloatVector", [("x", 1, F.TYPE_FLOAT, None, False), ("y", 2, F.TYPE_FLOAT, None, False)])
-    add_message("BBox", [(n, i + 1, F.TYPE_FLOAT, None, False) for i, n in enumerate(("left", "top", "right", "bottom"))])
-    add_message("HandDetection", [
-        ("bbox", 1, F.TYPE_MESSAGE, ".model.detections.BBox", False),
-        ("score", 2, F.TYPE_FLOAT, None, False),
-        ("state", 3, F.TYPE_ENUM, ".model.detections.HandState", False),
-        ("object_offset", 4, F.TYPE_MESSAGE, ".model.detections.FloatVector", False),
-        ("side", 5, F.TYPE_ENUM, ".model.detections.HandSide", False),
-    ])
-    add_message("ObjectDetection", [
-        ("bbox", 1, F.TYPE_MESSAGE, ".model.detections.BBox", False),
-        ("score", 2, F.TYPE_FLOAT, None, False),
-    ])
-    add_message("Detections", [
-        ("video_id", 1, F.TYPE_STRING, None, False),
-        ("frame_number", 2, F.TYPE_INT32, None, False),
-        ("hands", 3, F.TYPE_MESSAGE, ".model.detections.HandDetection", True),
-        ("objects", 4, F.TYPE_MESSAGE, ".model.detections.ObjectDetection", True),
-    ])
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(fdp)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("model.detections.Detections"))
 
 
 def detections_message_class() -> Any:
-    """The ``Detections`` protobuf class: the package's (``mmkd_hf.data.detections``) when available."""
-    global _DETECTIONS_CLASS
-    if _DETECTIONS_CLASS is None:
-        try:  # one schema in the codebase: prefer the data package's message classes
-            from mmkd_hf.data import detections as _det  # type: ignore[attr-defined]
+    """The official ``Detections`` protobuf class (one schema in the codebase: ``mmkd_hf.data.detections``)."""
+    from mmkd_hf.data.detections import Detections
 
-            _DETECTIONS_CLASS = getattr(_det, "Detections")
-        except (ImportError, AttributeError):
-            _DETECTIONS_CLASS = _runtime_detections_class()
-    return _DETECTIONS_CLASS
+    return Detections
 
 
 # --------------------------------------------------------------------------------------------------
@@ -617,7 +563,9 @@ def compute_flow(frames: Sequence[np.ndarray], bound: float) -> list[tuple[np.nd
 # Audio
 # --------------------------------------------------------------------------------------------------
 
-_MATERIAL_HZ = {"plain": (350.0, 650.0), "striped": (2200.0, 3400.0)}
+def material_hz(noun: int) -> float:
+    """Ringing pitch of a noun's material: a ladder 320 Hz x 1.28^noun (neighbours overlap with the jitter)."""
+    return 320.0 * 1.28 ** noun
 
 
 def _ring(sr: int, hz: float, dur: float, decay: float) -> np.ndarray:
@@ -641,26 +589,34 @@ def _add(buf: np.ndarray, start: int, x: np.ndarray) -> None:
     buf[start:end] += x[: end - start]
 
 
-def _sound_event(kind: str, material: str, sr: int, rng: np.random.Generator) -> np.ndarray:
-    lo_hz, hi_hz = _MATERIAL_HZ[material]
-    mat = rng.uniform(lo_hz, hi_hz)
+def _sound_event(kind: str, noun: int, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """A verb-specific transient followed by the object's resonance (pitch = :func:`material_hz`)."""
+    mat = material_hz(noun) * rng.uniform(0.92, 1.08)
+    resonance = 0.35 * _ring(sr, mat, 0.2, rng.uniform(0.04, 0.08))
     if kind == "click":
-        x = 0.6 * _band_noise(rng, int(0.01 * sr), sr, 2000, 7000) * np.hanning(int(0.01 * sr))
-        return np.concatenate([x, np.zeros(int(0.05 * sr))])[: int(0.06 * sr)] + 0.5 * _ring(sr, mat, 0.06, 0.02)
-    if kind == "thud":
-        return 0.9 * _ring(sr, rng.uniform(70, 110), 0.15, 0.05) + 0.5 * _ring(sr, mat, 0.15, 0.04)
-    if kind == "pop":
-        x = _band_noise(rng, int(0.03 * sr), sr, 4000, 7500) * np.hanning(int(0.03 * sr))
-        return 0.7 * x + 0.4 * _ring(sr, mat, 0.03, 0.01)
-    if kind == "clack":
-        one = 0.6 * _ring(sr, rng.uniform(900, 1200), 0.03, 0.008) + 0.5 * _ring(sr, mat, 0.03, 0.015)
-        return np.concatenate([one, np.zeros(int(0.02 * sr)), one])
-    if kind == "rattle":
+        n = int(0.01 * sr)
+        transient = 0.6 * _band_noise(rng, n, sr, 2000, 7000) * np.hanning(n)
+    elif kind == "thud":
+        transient = 0.9 * _ring(sr, rng.uniform(70, 110), 0.15, 0.05)
+    elif kind == "pop":
+        n = int(0.03 * sr)
+        transient = 0.7 * _band_noise(rng, n, sr, 4000, 7500) * np.hanning(n)
+    elif kind == "clack":
+        one = 0.6 * _ring(sr, rng.uniform(900, 1200), 0.03, 0.008)
+        transient = np.concatenate([one, np.zeros(int(0.02 * sr)), one])
+    elif kind == "rattle":
         n = int(0.025 * sr)
-        return 0.5 * _band_noise(rng, n, sr, 3000, 7000) * np.hanning(n) + 0.3 * _ring(sr, mat, 0.025, 0.01)
-    if kind == "clink":
-        return 0.35 * _ring(sr, mat * 1.5, 0.08, 0.03) + 0.2 * _ring(sr, rng.uniform(4000, 5000), 0.08, 0.02)
-    raise ValueError(f"unknown sound event {kind!r}")
+        transient = 0.5 * _band_noise(rng, n, sr, 3000, 7000) * np.hanning(n)
+        resonance = resonance[: int(0.05 * sr)] * 0.6
+    elif kind == "clink":
+        transient = 0.2 * _ring(sr, rng.uniform(4000, 5000), 0.08, 0.02)
+        resonance = resonance[: int(0.1 * sr)]
+    else:
+        raise ValueError(f"unknown sound event {kind!r}")
+    out = np.zeros(max(len(transient), len(resonance)))
+    out[: len(transient)] += transient
+    out[: len(resonance)] += resonance
+    return out
 
 
 def _segment_audio(
@@ -669,7 +625,7 @@ def _segment_audio(
 ) -> None:
     if seg.params["silent"]:
         return
-    material = NOUNS[seg.noun][2]
+    material = seg.noun
     gain = seg.params["audio_gain"]
     t_start = (seg.start_frame - 1) / fps
     dur = seg.num_frames / fps
@@ -684,7 +640,8 @@ def _segment_audio(
                 continue
             n = max(1, int((at - scrape_from) * sr))
             env = np.hanning(n) ** 0.5 * (1 + 0.3 * np.sin(2 * np.pi * rng.uniform(8, 14) * np.arange(n) / sr))
-            x = 0.25 * _band_noise(rng, n, sr, 800, 2500) * env
+            mat = material_hz(material)
+            x = (0.2 * _band_noise(rng, n, sr, 800, 2500) + 0.15 * _band_noise(rng, n, sr, 0.85 * mat, 1.15 * mat)) * env
             _add(buf, int(scrape_from * sr), gain * x)
             continue
         _add(buf, int(at * sr), gain * _sound_event(kind, material, sr, rng))
@@ -702,7 +659,7 @@ def _video_audio(
         if seg.params["distractor_sound"]:  # a sound unrelated to the action (door, tap, voice-like)
             kind = ["click", "thud", "pop", "clack", "rattle", "clink"][int(rng.integers(6))]
             at = (seg.start_frame - 1) / fps + rng.uniform(0, seg.num_frames / fps)
-            material = TEXTURES[int(rng.integers(2))]
+            material = int(rng.integers(len(NOUNS)))
             _add(buf, int(at * sr), 0.7 * _sound_event(kind, material, sr, rng))
     return np.clip(buf, -1.0, 1.0)
 
@@ -1021,15 +978,27 @@ def _config_fingerprint(cfg: MiniKitchensConfig, seed: int) -> dict[str, Any]:
     return {"format_version": FORMAT_VERSION, "seed": int(seed), "config": params}
 
 
-def _write_dataset(root: Path, cfg: MiniKitchensConfig, seed: int) -> dict[str, Any]:
+def _generate_video_job(args: tuple) -> dict[str, Any]:
+    return _generate_video(*args)
+
+
+def _write_dataset(root: Path, cfg: MiniKitchensConfig, seed: int, workers: int = 1) -> dict[str, Any]:
     participants, videos = _plan(cfg, seed)
+    jobs = [(plan, participants[plan.participant], cfg, seed, root, vidx) for vidx, plan in enumerate(videos)]
+    if workers > 1 and len(jobs) > 1:
+        # every video has its own seed, so the result does not depend on the number of workers
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            metas = list(pool.map(_generate_video_job, jobs))
+    else:
+        metas = [_generate_video_job(job) for job in jobs]
     meta_rng = np.random.default_rng(np.random.SeedSequence([seed, 3]))
     rows: dict[str, list[dict[str, Any]]] = {"train": [], "validation": [], "test": []}
     video_info = []
     gts: dict[str, Any] = {}
-    for vidx, plan in enumerate(videos):
+    for plan, meta in zip(videos, metas):
         part = participants[plan.participant]
-        meta = _generate_video(plan, part, cfg, seed, root, vidx)
         gts[plan.video_id] = meta["gt"]
         rows[plan.split] += _annotation_rows(plan, part, meta_rng)
         video_info.append({
@@ -1146,18 +1115,11 @@ def export_ssv2(epic_root: str | os.PathLike, out_dir: str | os.PathLike) -> Pat
     return out_dir
 
 
-class _ListOfBytesUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:  # noqa: D102 - refuse every global
-        raise pickle.UnpicklingError(f"hand-object pickle may only hold a list of bytes, found {module}.{name}")
-
-
 def load_detections_pickle(path: str | os.PathLike) -> list[bytes]:
-    """Read an official hand-object ``.pkl`` with an unpickler that admits nothing but a list of bytes."""
-    with open(path, "rb") as fh:
-        obj = _ListOfBytesUnpickler(fh).load()
-    if not isinstance(obj, list) or not all(isinstance(b, bytes) for b in obj):
-        raise ValueError(f"{path}: expected a pickled list of bytes, found {type(obj).__name__}")
-    return obj
+    """Read an official hand-object ``.pkl`` with the package's restricted unpickler (a list of bytes only)."""
+    from mmkd_hf.data.detections import load_detection_list
+
+    return load_detection_list(path)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1175,12 +1137,17 @@ def read_marker(out_dir: str | os.PathLike) -> dict[str, Any] | None:
         return None
 
 
-def generate_mini_kitchens(out_dir: str | os.PathLike, seed: int = 0, config: MiniKitchensConfig | None = None, **overrides: Any) -> Path:
+def generate_mini_kitchens(
+    out_dir: str | os.PathLike, seed: int = 0, config: MiniKitchensConfig | None = None, workers: int | None = None,
+    **overrides: Any,
+) -> Path:
     """Generate the dataset into ``out_dir`` (replacing a previous generation there). Returns ``out_dir``.
 
     The files are written into a temporary sibling directory that is renamed over ``out_dir`` at the
     end, with the ``.complete`` marker (seed, config, counts) written last. ``overrides`` replace fields
-    of :class:`MiniKitchensConfig` (e.g. ``segments_per_video=4, height=32, width=32``).
+    of :class:`MiniKitchensConfig` (e.g. ``segments_per_video=4, height=32, width=32``). ``workers``
+    processes render videos in parallel (default: up to 2 when there are more than 4 videos); the output
+    is byte-identical whatever the number of workers.
 
     Raises:
         FileExistsError: ``out_dir`` exists, is not empty and is not a mini-kitchens generation.
@@ -1198,7 +1165,11 @@ def generate_mini_kitchens(out_dir: str | os.PathLike, seed: int = 0, config: Mi
     started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
-        summary = _write_dataset(tmp, cfg, seed)
+        n_videos = cfg.seen_participants * cfg.videos_per_seen_participant + cfg.test_videos + (
+            cfg.unseen_participants * cfg.videos_per_unseen_participant)
+        if workers is None:
+            workers = min(2, os.cpu_count() or 1) if n_videos > 4 else 1
+        summary = _write_dataset(tmp, cfg, seed, workers=workers)
         marker = {**_config_fingerprint(cfg, seed), **summary, "generation_seconds": round(time.perf_counter() - started, 2)}
         (tmp / COMPLETE_MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
         if out.exists():
@@ -1216,7 +1187,10 @@ def generate_mini_kitchens(out_dir: str | os.PathLike, seed: int = 0, config: Mi
     return out
 
 
-def ensure_mini_kitchens(out_dir: str | os.PathLike, seed: int = 0, config: MiniKitchensConfig | None = None, **overrides: Any) -> Path:
+def ensure_mini_kitchens(
+    out_dir: str | os.PathLike, seed: int = 0, config: MiniKitchensConfig | None = None, workers: int | None = None,
+    **overrides: Any,
+) -> Path:
     """Return ``out_dir`` holding a complete generation for ``seed``/config, generating it if needed."""
     cfg = config if config is not None else MiniKitchensConfig()
     if overrides:
@@ -1225,7 +1199,7 @@ def ensure_mini_kitchens(out_dir: str | os.PathLike, seed: int = 0, config: Mini
     want = _config_fingerprint(cfg, seed)
     if marker is not None and all(marker.get(k) == v for k, v in want.items()):
         return Path(out_dir)
-    return generate_mini_kitchens(out_dir, seed=seed, config=cfg)
+    return generate_mini_kitchens(out_dir, seed=seed, config=cfg, workers=workers)
 
 
 def fingerprint_digest(out_dir: str | os.PathLike) -> str:
@@ -1248,6 +1222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--report", action="store_true", help="train a tiny model per modality and print report.json")
     ap.add_argument("--report-backend", choices=("proxy", "package"), default="proxy",
                     help="proxy: fast plain-torch models; package: Video Swin / STLT through the data pipeline")
+    ap.add_argument("--report-epochs", type=int, default=40, help="training epochs of each report model")
     ap.add_argument("--segments-per-video", type=int, default=None)
     ap.add_argument("--size", type=int, default=None, help="frame height = width in pixels")
     args = ap.parse_args(list(argv) if argv is not None else None)
@@ -1270,7 +1245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.report:
         from mmkd_hf.data.builders.mini_kitchens_report import run_report
 
-        run_report(out, backend=args.report_backend, seed=args.seed)
+        run_report(out, backend=args.report_backend, seed=args.seed, epochs=args.report_epochs)
     return 0
 
 

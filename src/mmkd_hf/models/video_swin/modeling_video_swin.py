@@ -51,7 +51,9 @@ def drop_path_rates(drop_path_rate: float, num_blocks: int) -> list[float]:
     return [drop_path_rate * index / (num_blocks - 1) for index in range(num_blocks)]
 
 
-def effective_window_and_shift(feature_size: Triple, window_size: Triple, shift_size: Triple) -> tuple[Triple, Triple]:
+def effective_window_and_shift(
+    feature_size: Triple, window_size: Triple, shift_size: Triple
+) -> tuple[Triple, Triple]:
     """Shrinks the window to the feature map, and drops the shift, on every axis where size <= window.
 
     Args:
@@ -241,8 +243,9 @@ class VideoSwinWindowAttention(nn.Module):
             attn_mask = bias.unsqueeze(0) if region_mask is None else region_mask.unsqueeze(1) + bias
         else:
             # Windows join the heads axis so that the per-window mask broadcasts over the batch.
-            query, key, value = (qkv[i].reshape(b, num_windows * self.num_heads, num_tokens, head_dim) for i in range(3))
-            attn_mask = (region_mask.unsqueeze(1) + bias).view(1, num_windows * self.num_heads, num_tokens, num_tokens)
+            heads = num_windows * self.num_heads
+            query, key, value = (qkv[i].reshape(b, heads, num_tokens, head_dim) for i in range(3))
+            attn_mask = (region_mask.unsqueeze(1) + bias).view(1, heads, num_tokens, num_tokens)
         attended = F.scaled_dot_product_attention(
             query,
             key,
@@ -282,7 +285,9 @@ class VideoSwinBlock(GradientCheckpointingLayer):
         self.norm2 = nn.LayerNorm(dim, eps=config.layer_norm_eps)
         self.mlp = VideoSwinMlp(config, dim)
 
-    def window_attention(self, x: torch.Tensor, window: Triple, shift: Triple, region_mask: torch.Tensor | None) -> torch.Tensor:
+    def window_attention(
+        self, x: torch.Tensor, window: Triple, shift: Triple, region_mask: torch.Tensor | None
+    ) -> torch.Tensor:
         """Pads to window multiples, rolls by ``-shift``, attends per window, then undoes all three."""
         _, t, h, w, _ = x.shape
         pad_t, pad_h, pad_w = padding_to_multiple((t, h, w), window)
@@ -337,7 +342,9 @@ class VideoSwinStage(nn.Module):
         self.window_size = tuple(config.window_size)
         self.shift_size = tuple(size // 2 for size in self.window_size)
         self.blocks = nn.ModuleList(
-            VideoSwinBlock(config, dim, config.num_heads[stage], shifted=index % 2 == 1, drop_path=drop_paths[index])
+            VideoSwinBlock(
+                config, dim, config.num_heads[stage], shifted=index % 2 == 1, drop_path=drop_paths[index]
+            )
             for index in range(config.depths[stage])
         )
         is_last = stage == len(config.depths) - 1
