@@ -365,4 +365,4 @@ def test_saved_folder_loads_with_trust_remote_code_without_the_package(tmp_path)
         local = model(**batch).logits
     assert set(remote) == set(local)
     for head in local:
-        assert torch.equal(remote[head], local[head])
+        torch.testing.assert_close(remote[head], local[head], rtol=0, atol=1e-6)  # other process, other thread count

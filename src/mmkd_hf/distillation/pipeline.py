@@ -626,8 +626,6 @@ def last_valid_checkpoint(folder: Path) -> Path | None:
 # =====================================================================================================================
 
 
-MODALITY_BATCH_KEYS = {"rgb": ("pixel_values",), "flow": ("flow_values",), "audio": ("audio_values",),
-                       "layout": ("layout_boxes",)}
 
 
 #: ``--mini-kitchens-scale``: overrides of helper D's ``MiniKitchensConfig`` (``default`` = its defaults).

@@ -12,6 +12,8 @@ and writes them exactly as the official EPIC-KITCHENS-100 downloader + annotatio
     DIR/<P>/videos/<video>.wav                                 (16 kHz mono 16-bit PCM, whole video)
     DIR/<P>/hand-objects/<video>.pkl                           (pickled list of serialised protobuf
                                                                ``Detections``, element k = RGB frame k+1)
+    DIR/mini_kitchens_gt_boxes.json                            (clean boxes in pixels, for the
+                                                               Something-Else export; not an EPIC file)
     DIR/.complete                                              (JSON marker, written last)
 
 Content. Noun = object class = shape x texture (5 shapes x {plain, striped}); verb = what the hand does
@@ -35,6 +37,15 @@ Flow index mapping: flow frame ``k`` (1-based) holds the motion from RGB frame `
 ``rgb``; a video of N RGB frames has ``ceil(N / 2)`` flow frames. Each component is a grayscale JPEG:
 ``value = clip(round(128 + d * 128 / B), 0, 255)`` for a displacement ``d`` in pixels and bound
 ``B = flow_bound`` (128 = no motion), as EPIC's TV-L1 export quantises a bounded range.
+
+Between segments the camera holds the previous segment's last frame (2 frames), then the next one's
+first frame, so every scene cut falls inside a gap and no flow frame of a segment spans it.
+
+Splits (default): participants P01-P03 have 7 videos each (5 train, 2 validation); P04 has 2 videos, in
+validation only (``EPIC_100_unseen_participant_ids_validation.csv``); one short unlabelled test video.
+Class frequencies are long-tailed (Zipf); the tail CSVs list the classes outside the most frequent ones
+that hold 80 % of the training instances. ``mmkd-hf make-mini-dataset --export-ssv2 DIR2`` also writes
+the clips in the Something-Something v2 / Something-Else formats (one template per verb).
 
 Timestamps: ``HH:MM:SS.ff`` = frame / fps rounded to 0.01 s; ``start_frame``/``stop_frame`` are 1-based
 and inclusive, at each video's own fps (videos alternate 25, 30 and 50 fps).
@@ -65,7 +76,7 @@ import numpy as np
 
 from mmkd_hf.utils import atomic_write_json
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # bump whenever the generated content changes: cached generations are then redone
 COMPLETE_MARKER = ".complete"
 HOLD_PREVIOUS = 2  # frames of a gap that hold the previous segment's last frame
 #: ground-truth boxes in pixels per video and RGB frame (``null`` between segments), for the

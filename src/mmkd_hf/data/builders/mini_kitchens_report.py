@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import csv
 import itertools
-import json
 import math
 import time
 import wave
@@ -39,9 +38,11 @@ import torch.nn.functional as F
 from mmkd_hf.data.builders.mini_kitchens import (
     NOUNS,
     VERBS,
+    MiniKitchensConfig,
     decode_flow_component,
     detections_message_class,
     load_detections_pickle,
+    read_marker,
 )
 from mmkd_hf.utils import atomic_write_json
 
@@ -121,6 +122,7 @@ def load_split(root: Path, split: str) -> SplitData:
     rows = _read_rows(root / f"EPIC_100_{split}.csv")
     fps = {r["video_id"]: float(r["fps"]) for r in _read_rows(root / "EPIC_100_video_info.csv")}
     det_cls = detections_message_class()
+    bound = float(((read_marker(root) or {}).get("config") or {}).get("flow_bound", MiniKitchensConfig.flow_bound))
     wav_cache: dict[str, tuple[np.ndarray, int]] = {}
     det_cache: dict[str, list[bytes]] = {}
     rgb, flow, audio, layout = [], [], [], []
@@ -133,7 +135,7 @@ def load_split(root: Path, split: str) -> SplitData:
         flow_dir = root / pid / "flow_frames" / vid
         fidx = (idx + 1) // 2
         uv = [np.stack([_read_gray(flow_dir / c / f"frame_{k:010d}.jpg") for c in ("u", "v")]) for k in fidx]
-        flow.append(decode_flow_component(np.stack(uv, axis=1), 4.0) / 4.0)  # [2, T, H, W]
+        flow.append(decode_flow_component(np.stack(uv, axis=1), bound) / bound)  # [2, T, H, W], in [-1, 1]
         if vid not in wav_cache:
             wav_cache[vid] = _read_wav(root / pid / "videos" / f"{vid}.wav")
         wav, sr = wav_cache[vid]
