@@ -59,3 +59,17 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def save_figure(figure: Any, path: str | os.PathLike, title: str | None = None, dpi: int = 100) -> Path:
+    """Finish a matplotlib figure (optional suptitle, tight layout), write it as PNG atomically, close it."""
+    import matplotlib.pyplot as plt
+
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=dpi)
+    plt.close(figure)
+    return path

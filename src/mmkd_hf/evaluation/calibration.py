@@ -155,7 +155,7 @@ def plot_reliability_diagram(
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from mmkd_hf.utils import atomic_path
+    from mmkd_hf.utils import save_figure
 
     if not per_head:
         raise ValueError("plot_reliability_diagram needs at least one head")
@@ -178,14 +178,7 @@ def plot_reliability_diagram(
         axis.set_ylabel("accuracy")
         axis.set_title(f"{head}: ECE {stats['ece']:.2f}%  (n={stats['num_samples']})")
         axis.legend(loc="upper left")
-    if title:
-        figure.suptitle(title)
-    figure.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=100)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path, title)
 
 
 def to_float_logits(logits: Any) -> np.ndarray:

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mmkd_hf.utils import atomic_path, atomic_write_text
+from mmkd_hf.utils import atomic_write_text, save_figure
 
 __all__ = ["metrics_markdown", "plot_views_vs_accuracy", "views_table_markdown", "write_views_report"]
 
@@ -82,14 +82,7 @@ def plot_views_vs_accuracy(rows: Sequence[Mapping[str, Any]], path: str | Path, 
         axis.grid(alpha=0.3)
     acc_axis.legend()
     ece_axis.legend()
-    if title:
-        figure.suptitle(title)
-    figure.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=100)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path, title)
 
 
 def write_views_report(rows: Sequence[Mapping[str, Any]], output_dir: str | Path, title: str | None = None) -> dict[str, str]:
