@@ -4,8 +4,8 @@ on mini-kitchens, over several seeds, beside `omnivore`, every teacher and the e
     python benchmarks/distillation_gain.py --seeds 3                 # the default main job, seeds 0, 1, 2
     python benchmarks/distillation_gain.py --seeds 3 -- --temperature 4   # extra train.py options after --
 
-Each seed is one full `train.py` run (its own run folder under --output-dir; finished runs are reused, so the
-benchmark can be interrupted and restarted). Prints a Markdown table of mean ± std over the seeds and writes
+Each seed is one full `train.py` run (its own run folder under --output-dir; trained units are reused, so the
+benchmark can be interrupted and restarted, and a finished run is only re-evaluated). Prints a Markdown table of mean ± std over the seeds and writes
 benchmarks/results/distillation_gain.json. Target: student action top-1 >= baseline-rgb + 3 points, with lower ECE.
 """
 
@@ -38,11 +38,9 @@ def seed_command(seed: int, output_dir: Path, extra: list[str], launcher: list[s
 
 def run_seeds(seeds: list[int], output_dir: Path, extra: list[str], launcher: list[str], parallel: int) -> dict:
     """Run (or reuse) the pipeline for every seed, ``parallel`` at a time; returns ``{seed: results.json}``."""
-    pending = []
-    for seed in seeds:
-        command, results_file = seed_command(seed, output_dir, extra, launcher)
-        if not results_file.exists():
-            pending.append((seed, command))
+    # Always invoke train.py: a finished run only re-evaluates (its trained units are reused), and a run folder
+    # holding different options stops with train.py's conflict error instead of being reported as this benchmark.
+    pending = [(seed, seed_command(seed, output_dir, extra, launcher)[0]) for seed in seeds]
     running: list[tuple[int, subprocess.Popen, float]] = []
     while pending or running:
         while pending and len(running) < max(1, parallel):

@@ -219,6 +219,13 @@ def test_fit_full_dataset_weights_closed_form_two_processes_and_round_trip(teach
         assert torch.allclose(reloaded.teacher_weights()[head], weights[head])
         assert torch.allclose(reloaded(**full).logits[head], output.logits[head], atol=1e-5)
 
+    # Switching a fitted ensemble back to "uniform" ignores the fitted buffers.
+    reloaded.config.weighting = "uniform"
+    uniform_output = reloaded(**full)
+    for head in HEADS:
+        stacked = torch.stack([uniform_output.teacher_logits[m][head] for m in reloaded.config.teacher_order], dim=1)
+        assert torch.allclose(uniform_output.logits[head], stacked.mean(1), atol=1e-5)
+
 
 def test_nan_teacher_weights_rejected(ensemble):
     with pytest.raises(ValueError, match="finite"):

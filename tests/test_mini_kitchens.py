@@ -179,7 +179,8 @@ def test_epic_builder_reads_it_back(tiny_dir, tmp_path):
     batch = MultimodalCollator()([ds[i] for i in range(len(ds))])
     assert batch["pixel_values"].shape == (8, 4, 3, 32, 32)
     assert batch["flow_values"].shape == (8, 4, 2, 32, 32) and batch["audio_values"].shape == (8, 4, 1, 32, 32)
-    assert batch["layout_mask"].any(dim=-1).all(), "every sampled frame has at least one detection"
+    # misses happen (more in clips where the detector struggles), but most sampled frames keep a box
+    assert batch["layout_mask"].any(dim=-1).float().mean() >= 0.7
     assert batch["labels"]["verb"].tolist() == [int(r["verb_class"]) for r in rows]
     assert batch["labels"]["noun"].tolist() == [int(r["noun_class"]) for r in rows]
     meta = load_dataset("epic-kitchens-100", tiny_dir, "validation", cache_dir=tmp_path, decode=False)
@@ -224,3 +225,67 @@ def test_cli_and_report(tmp_path, capsys):
         assert 0.0 <= acc["action"] <= min(acc["verb"], acc["noun"]) <= 100.0
     assert saved["claims"]["rgb_gap_to_best_ensemble"] == pytest.approx(
         saved["ensembles"][saved["best_ensemble"]]["action"] - saved["modalities"]["rgb"]["action"], abs=0.02)
+
+
+def test_detection_scores_separate_true_boxes_from_false_positives():
+    """True hand/object boxes score >= 0.6 (kept by the pipeline's 0.5 thresholds), also in low light and in clips
+    where the detector struggles; false positives score < 0.5."""
+    from mmkd_hf.data.detections import Detections
+
+    cfg = mk.MiniKitchensConfig()
+    geom = {"boxes": {"hand": (30.0, 40.0, 42.0, 49.0), "object": (20.0, 22.0, 44.0, 46.0)},
+            "contact": mk.PORTABLE_OBJECT, "side": mk.RIGHT, "hand_centre": (36.0, 44.5), "object_centre": (32.0, 34.0)}
+    truth = [np.array(b) / 64.0 for b in geom["boxes"].values()]
+    rng = np.random.default_rng(0)
+    true_scores, false_scores = [], []
+    for i in range(300):
+        low, failure = i % 3 == 1, i % 3 == 2
+        msg = Detections.FromString(mk._frame_detections(Detections, "P01_01", i + 1, geom, low, cfg, rng, failure))
+        for det in list(msg.hands) + list(msg.objects):
+            box = np.array([det.bbox.left, det.bbox.top, det.bbox.right, det.bbox.bottom])
+            error = min(np.abs(box - t).max() for t in truth)
+            if error < 0.03:
+                true_scores.append(det.score)
+            elif error > 0.2:
+                false_scores.append(det.score)
+    assert len(true_scores) > 300 and min(true_scores) >= 0.6
+    assert len(false_scores) > 300 and max(false_scores) < 0.5
+
+
+def test_nuisances_hit_a_fraction_of_clips_and_nouns_differ_in_colour():
+    cfg = mk.MiniKitchensConfig()
+    participants, videos = mk._plan(cfg, seed=0)
+    rng = np.random.default_rng(0)
+    kinds, hues = [], {}
+    for plan in videos[:6]:
+        for seg in plan.segments:
+            p = mk._segment_params(seg.verb, seg.noun, participants[plan.participant], cfg, 4, rng)
+            kinds.append(p["nuisance"])
+            hues.setdefault(mk.NOUNS[seg.noun][2], []).append(p["colour"])
+    clean = kinds.count("clean") / len(kinds)
+    assert 0.45 <= clean <= 0.75 and {"low_light", "occlusion", "shake"} <= set(kinds)
+    # the two nouns of one shape have far-apart colours
+    assert {mk.NOUNS[0][1], mk.NOUNS[1][1]} == {"circle"}
+    assert abs(mk.COLOURS[mk.NOUNS[0][2]] - mk.COLOURS[mk.NOUNS[1][2]]) >= 0.4
+
+
+def test_registry_regenerates_a_stale_generation(tmp_path, monkeypatch):
+    """A generation whose marker has an older FORMAT_VERSION is regenerated (same seed and size) by load_dataset's
+    directory resolution, and a current one is reused as it is whatever load_dataset's item seed."""
+    from mmkd_hf.data import registry
+
+    small = dict(TINY, segments_per_video=2, test_videos=0)
+    out = mk.generate_mini_kitchens(tmp_path / "mk", seed=2, **small)
+    stamp = (out / mk.COMPLETE_MARKER).stat().st_mtime_ns
+    assert registry._resolve_data_dir("mini-kitchens", out, seed=7) == out.resolve()
+    assert (out / mk.COMPLETE_MARKER).stat().st_mtime_ns == stamp  # current: reused, the item seed ignored
+    marker = json.loads((out / mk.COMPLETE_MARKER).read_text())
+    marker["format_version"] = mk.FORMAT_VERSION - 1
+    (out / mk.COMPLETE_MARKER).write_text(json.dumps(marker))
+    (out / "stale.txt").write_text("old content")
+    registry._resolve_data_dir("mini-kitchens", out, seed=0)
+    fresh = json.loads((out / mk.COMPLETE_MARKER).read_text())
+    assert fresh["format_version"] == mk.FORMAT_VERSION and fresh["seed"] == 2
+    assert fresh["config"]["height"] == 32 and not (out / "stale.txt").exists()
+    seed, config = mk.generation_request({"seed": 2, "config": {**fresh["config"], "retired_field": 1}})
+    assert seed == 2 and config == mk.MiniKitchensConfig(**{**small, "fps_cycle": tuple(fresh["config"]["fps_cycle"])})

@@ -68,9 +68,17 @@ def dataset_card_info(name: str) -> dict[str, str]:
 def _resolve_data_dir(name: str, data_dir, seed: int) -> Path:
     if name == "mini-kitchens":
         target = Path(data_dir) if data_dir else DEFAULT_MINI_KITCHENS_DIR
-        if not (target.exists() and any(target.glob("EPIC_100_*.csv"))):
-            from .builders.mini_kitchens import ensure_mini_kitchens  # helper D's generator, imported lazily
+        # helper D's generator, imported lazily
+        from .builders.mini_kitchens import ensure_mini_kitchens, generation_request, read_marker
 
+        marker = read_marker(target)
+        if marker is not None:
+            # a generation: re-check it against the current generator (FORMAT_VERSION, parameters) with its
+            # own seed and sizes, so stale content is regenerated instead of silently reused. ``seed`` is the
+            # per-item RNG seed of load_dataset, not the generation's: it must not replace the data.
+            gen_seed, gen_config = generation_request(marker)
+            target = Path(ensure_mini_kitchens(target, gen_seed, config=gen_config))
+        elif not (target.exists() and any(target.glob("EPIC_100_*.csv"))):
             target = Path(ensure_mini_kitchens(target, seed))
         return target.resolve()
     if data_dir is None:

@@ -203,7 +203,11 @@ class PipelineConfig:
     )
     temperature: float = field(default=2.0, metadata=_help("Distillation temperature T."))
     kd_weight: float = field(default=1.0, metadata=_help("Weight of the T²·KL distillation term."))
-    ce_weight: float = field(default=0.0, metadata=_help("Weight of the student's cross-entropy on the labels."))
+    ce_weight: float = field(
+        default=1.0,
+        metadata=_help("Weight of the student's cross-entropy on the labels (the paper's code: 0, pure distillation; "
+                       "1 keeps the label signal for heads the teachers do not know, see docs/training.md)."),
+    )
 
     # --- logging, checkpoints, debugging ------------------------------------------------------------------------------
     logging_steps: int = field(default=10, metadata=_help("Log the losses every N optimizer steps."))

@@ -16,21 +16,34 @@ and writes them exactly as the official EPIC-KITCHENS-100 downloader + annotatio
                                                                Something-Else export; not an EPIC file)
     DIR/.complete                                              (JSON marker, written last)
 
-Content. Noun = object class = shape x texture (5 shapes x {plain, striped}); verb = what the hand does
-(take, put, push, pull, open, close, shake, stir). Four participants differ in background, lighting,
-camera shake, handedness and room noise; one of them appears only in validation ("unseen").
-Each modality resolves a different subset of the labels:
+Content. Noun = object class = shape x colour (5 shapes x 10 saturated hues; the two nouns of a shape have
+opposite hues, nouns of neighbouring hues have different shapes); verb = what the hand does (take, put,
+push, pull, open, close, shake, stir). Four participants differ in background, handedness, room noise and
+in how often each nuisance occurs; one of them appears only in validation ("unseen"). Objects and motions
+are large (an object spans ~30 % of the frame side, motions 15-20 %), so a tiny Video Swin trained from
+scratch at 48 px learns a good part of verb and noun from RGB. Static cues give the verb *pair* (a pale lid
+only for open/close, a pale spoon for stir, the hand behind the object for push/pull, the object raised and
+jittering for shake), the temporal direction tells the verbs of a pair apart (up/down, right/left, lid
+off/on): subtle in RGB from few labels, plain in flow and boxes.
 
-* RGB holds everything (shape, texture, the motion), but low light hides the stripes, and camera shake,
-  motion blur, clutter and occluders make the small object motion hard to learn from few labels;
-* optical flow (OpenCV Farneback on the rendered RGB frames) shows the motion direction and the moving
-  object's silhouette, not the texture;
-* audio carries verb-specific sound events (grasp click, put-down thud, scraping, lid pop/clack,
-  rattle, stirring clinks) whose ringing pitch reveals the object's material (one pitch per noun,
-  neighbours overlapping), with room noise,
-  distractor sounds and silent clips; push and pull sound the same;
+About 60 % of the clips are "clean"; each of the others has one nuisance that hides the RGB cues of a
+different subset, resolved by another modality:
+
+* ``low_light`` (10-16 %): dark, noisy, washed-out colours: RGB loses noun and motion; optical flow (OpenCV
+  Farneback on the camera's linear frames, before the low-light gain and noise) still shows the motion,
+  boxes and audio are unaffected;
+* ``occlusion`` (~13 %): a large distractor in front of the object for most of the clip: RGB and flow lose
+  the object; audio (verb sounds, the object's hum) and boxes resolve it;
+* ``shake`` (~12 %): heavy camera shake with motion blur: RGB and flow are swamped by camera motion; boxes
+  (hand-object trajectories, contact) and audio resolve it.
+
+* audio carries verb-specific sound events (grasp click, put-down thud, scraping, lid pop/clack, rattle,
+  stirring clinks) with a resonance at the noun's pitch, and while the object is handled it hums at the
+  noun's pitch, pulsing at a per-shape rate (a local spectro-temporal pattern, learnable without absolute
+  frequency position); room noise, distractor sounds and silent clips (15-20 %); push and pull sound the same;
 * hand-object detections give clean trajectories and contact states, and the object box's aspect ratio
-  hints the shape group, with jitter, misses and low-score false positives as in the official files.
+  hints the shape; true boxes score >= 0.6, false positives < 0.5 (kept, as in the official files); in
+  15 % of the clips the detector struggles (many misses, large jitter, contact errors).
 
 Flow index mapping: flow frame ``k`` (1-based) holds the motion from RGB frame ``a = b - 2`` to
 ``b = min(2k + 1, N)`` (``a`` clamped to >= 1), i.e. flow frame ``ceil(rgb / 2)`` covers RGB frame
@@ -76,7 +89,7 @@ import numpy as np
 
 from mmkd_hf.utils import atomic_write_json
 
-FORMAT_VERSION = 2  # bump whenever the generated content changes: cached generations are then redone
+FORMAT_VERSION = 5  # bump whenever the generated content changes: cached generations are then redone
 COMPLETE_MARKER = ".complete"
 HOLD_PREVIOUS = 2  # frames of a gap that hold the previous segment's last frame
 #: ground-truth boxes in pixels per video and RGB frame (``null`` between segments), for the
@@ -100,21 +113,38 @@ VERBS: tuple[tuple[str, tuple[str, ...], str, str], ...] = (
 )
 
 SHAPES = ("circle", "square", "tall", "wide", "triangle")
-TEXTURES = ("plain", "striped")
+#: colour name -> hue in [0, 1) (saturated, bright objects on a greyish worktop)
+COLOURS: dict[str, float] = {
+    "red": 0.0, "orange": 0.1, "lime": 0.2, "green": 0.3, "teal": 0.4,
+    "cyan": 0.5, "blue": 0.6, "violet": 0.7, "magenta": 0.8, "pink": 0.9,
+}
 
-#: noun id -> (key, shape, texture, category)
+#: noun id -> (key, shape, colour, category). The two nouns of a shape have opposite hues and nouns with
+#: neighbouring hues have different shapes, so colour alone (under +-0.1 hue jitter) and shape alone are
+#: each ambiguous, together decisive.
 NOUNS: tuple[tuple[str, str, str, str], ...] = (
-    ("plate", "circle", "plain", "crockery"),
-    ("bowl", "circle", "striped", "crockery"),
-    ("box", "square", "plain", "containers"),
-    ("sponge", "square", "striped", "cleaning equipment"),
-    ("bottle", "tall", "plain", "containers"),
-    ("jar", "tall", "striped", "containers"),
-    ("board", "wide", "plain", "cookware"),
-    ("tray", "wide", "striped", "cookware"),
-    ("cheese", "triangle", "plain", "dairy"),
-    ("pizza", "triangle", "striped", "baked goods"),
+    ("plate", "circle", "red", "crockery"),
+    ("bowl", "circle", "cyan", "crockery"),
+    ("box", "square", "orange", "containers"),
+    ("sponge", "square", "blue", "cleaning equipment"),
+    ("bottle", "tall", "lime", "containers"),
+    ("jar", "tall", "violet", "containers"),
+    ("board", "wide", "green", "cookware"),
+    ("tray", "wide", "magenta", "cookware"),
+    ("cheese", "triangle", "teal", "dairy"),
+    ("pizza", "triangle", "pink", "baked goods"),
 )
+#: where each verb pair usually happens (a large, unsaturated work surface under the object): take/put on a
+#: wooden board, push/pull on a slate mat, open/close on a white tray, shake/stir over a black hob. The
+#: surface matches the verb pair in SURFACE_MATCH_P of the clips (context hints the pair, not the verb).
+SURFACES: tuple[tuple[float, float, float], ...] = ((0.72, 0.56, 0.36), (0.2, 0.28, 0.4), (0.93, 0.93, 0.9), (0.07, 0.07, 0.08))
+SURFACE_MATCH_P = 0.85
+
+#: motion smear behind moving objects: (frames back, opacity)
+TRAIL: tuple[tuple[float, float], ...] = tuple((float(b), round(0.6 * (1.0 - (b - 1) / 8.0), 3)) for b in range(8, 0, -1))
+
+#: clip-level nuisances (each hides a different cue; "clean" clips show everything in RGB)
+NUISANCES = ("clean", "low_light", "occlusion", "shake")
 
 EPIC_ANNOTATION_COLUMNS = (
     "narration_id", "participant_id", "video_id", "narration_timestamp", "start_timestamp",
@@ -228,18 +258,18 @@ def _class_probabilities(n: int, exponent: float) -> np.ndarray:
 def _make_participant(pid: str, index: int, rng: np.random.Generator) -> Participant:
     return Participant(
         pid=pid,
-        background=rng.uniform(0.25, 0.7, 3),
-        tile_colour=rng.uniform(0.2, 0.8, 3),
+        background=rng.uniform(0.38, 0.55) + rng.uniform(-0.06, 0.06, 3),  # greyish worktop
+        tile_colour=rng.uniform(0.3, 0.6) + rng.uniform(-0.05, 0.05, 3),
         tile_period=float(rng.uniform(6, 14)),
         skin=np.array([0.85, 0.65, 0.5]) * rng.uniform(0.6, 1.1),
         sleeve=rng.uniform(0.05, 0.9, 3),
         left_handed_p=0.85 if index == 2 else 0.1,
-        low_light_p=(0.25, 0.5, 0.3, 0.4)[index % 4],
-        shake_amplitude=(0.6, 1.0, 1.5, 1.2)[index % 4],
+        low_light_p=(0.1, 0.16, 0.12, 0.14)[index % 4],  # clip-level nuisance rates
+        shake_amplitude=(0.8, 1.0, 1.2, 1.1)[index % 4],
         clutter=int(rng.integers(2, 6)),
         noise_level=float(rng.uniform(0.004, 0.015)),
         hum_hz=float(rng.choice([50.0, 60.0, 100.0, 120.0])),
-        silent_p=(0.15, 0.25, 0.2, 0.2)[index % 4],
+        silent_p=(0.15, 0.2, 0.2, 0.2)[index % 4],
     )
 
 
@@ -276,7 +306,7 @@ def _segment_trajectory(seg: Segment, cfg: MiniKitchensConfig, rng: np.random.Ge
     events: list[tuple[str, float]] = []  # (kind, relative time in [0, 1])
 
     if verb in ("take", "put"):
-        lift = rng.uniform(9, 15) * u
+        lift = rng.uniform(14, 18) * u
         if verb == "take":
             ph = ramp
             contact = np.where(s < t0, NO_CONTACT, PORTABLE_OBJECT)
@@ -290,34 +320,35 @@ def _segment_trajectory(seg: Segment, cfg: MiniKitchensConfig, rng: np.random.Ge
         hx, hy = ox + grip[0] * scale, oy + grip[1] * scale
         # approach (take) or retreat (put) phase: the hand is away from the object
         away = _smoothstep((t0 - s) / t0) if verb == "take" else _smoothstep((s - t1) / (1 - t1))
-        hx = hx + side * away * 10 * u
-        hy = hy + away * 14 * u
+        hx = hx + side * away * 14 * u
+        hy = hy + away * 18 * u
     elif verb in ("push", "pull"):
-        dist = rng.uniform(10, 16) * u
+        dist = rng.uniform(16, 22) * u
         direction = 1.0 if verb == "push" else -1.0
         ox = ox + direction * dist * (ramp - 0.5)
         oy = oy + rng.uniform(-1.5, 1.5) * u * ramp
-        hx, hy = ox - size * 1.0, oy + size * 0.1  # hand on the left edge for both verbs
+        # push: the hand behind the object (left edge); pull: the hand leads, gripping the right edge
+        hx, hy = ox - direction * size * 1.0, oy + size * 0.1
         contact = np.full(T, PORTABLE_OBJECT)
         events.append(("scrape", t0))
         events.append(("scrape_end", t1))
     elif verb in ("open", "close"):
-        lift = np.array([rng.uniform(4, 7) * u, -rng.uniform(8, 12) * u])
+        lift = np.array([rng.uniform(6, 9) * u, -rng.uniform(11, 15) * u])
         ph = ramp if verb == "open" else 1.0 - ramp
         lid = ph[:, None] * lift[None, :]
         hx = ox + lid[:, 0] + side * size * 0.4
         hy = oy - size - 1.5 * u + lid[:, 1]
         approach = _smoothstep((t0 - s) / t0)
-        hx = hx + side * approach * 10 * u
-        hy = hy + approach * 14 * u
+        hx = hx + side * approach * 14 * u
+        hy = hy + approach * 18 * u
         contact = np.where(s < t0 * 0.8, NO_CONTACT, PORTABLE_OBJECT)
         events.append(("pop" if verb == "open" else "clack", t0 if verb == "open" else t1))
     elif verb == "shake":
         period = rng.uniform(4, 7)
-        amp = rng.uniform(2.0, 3.5) * u
+        amp = rng.uniform(4.0, 6.0) * u
         frames = np.arange(T)
         env = _smoothstep((s - t0 * 0.5) / 0.15) * _smoothstep((1.0 - s) / 0.15)
-        oy = oy - 3 * u * env - amp * env * np.sin(2 * np.pi * frames / period)
+        oy = oy - 8 * u * env - amp * env * np.sin(2 * np.pi * frames / period)
         ox = ox + 0.5 * amp * env * np.sin(np.pi * frames / period)
         scale = 1.0 + 0.1 * env
         hx, hy = ox + grip[0], oy + grip[1]
@@ -326,21 +357,23 @@ def _segment_trajectory(seg: Segment, cfg: MiniKitchensConfig, rng: np.random.Ge
                 events.append(("rattle", k / max(T - 1, 1)))
     elif verb == "stir":
         period = rng.uniform(6, 10)
-        radius = rng.uniform(2.0, 3.5) * u
+        radius = rng.uniform(4.0, 6.0) * u
         frames = np.arange(T)
         env = _smoothstep((s - t0) / 0.1)
         ang = 2 * np.pi * frames / period * side
         hx = ox + size * 0.3 + radius * np.cos(ang) * env
         hy = oy - size * 0.9 + radius * np.sin(ang) * env * 0.6
         approach = _smoothstep((t0 - s) / t0)
-        hx = hx + side * approach * 10 * u
-        hy = hy + approach * 14 * u
+        hx = hx + side * approach * 14 * u
+        hy = hy + approach * 18 * u
         stick = s >= t0 * 0.8
         contact = np.where(stick, PORTABLE_OBJECT, NO_CONTACT)
         for k in np.arange(t0 * (T - 1), T, period):
             events.append(("clink", k / max(T - 1, 1)))
     else:  # pragma: no cover - VERBS is fixed
         raise ValueError(f"unknown verb {verb!r}")
+    events.append(("hold", t0))  # the object hums while handled (see _segment_audio)
+    events.append(("hold_end", t1))
     return {
         "ox": ox, "oy": oy, "scale": scale, "lid": lid, "hx": np.asarray(hx, float), "hy": np.asarray(hy, float),
         "contact": np.asarray(contact), "stick": stick, "events": events,  # type: ignore[dict-item]
@@ -435,14 +468,16 @@ def _motion_blur(img: np.ndarray, vx: float, vy: float) -> np.ndarray:
 def _render_segment(
     seg: Segment, traj: dict[str, np.ndarray], background: np.ndarray, part: Participant,
     cfg: MiniKitchensConfig, rng: np.random.Generator,
-) -> tuple[list[np.ndarray], list[dict[str, Any]]]:
-    """Render the RGB frames (uint8 HxWx3, RGB order) and the ground-truth geometry of one segment."""
+) -> tuple[list[np.ndarray], list[dict[str, Any]], list[np.ndarray]]:
+    """Render the RGB frames (uint8 HxWx3, RGB order), the ground-truth geometry of one segment and the
+    optical-flow source frames (the same frames before low-light gain, sensor noise and colour loss: the
+    flow is computed on the camera's linear signal, so motion stays visible in low light)."""
     k = cfg.render_scale
     Hk, Wk = cfg.height * k, cfg.width * k
     u = cfg.height / 64.0
     p = seg.params
     T = seg.num_frames
-    shape, texture = NOUNS[seg.noun][1], NOUNS[seg.noun][2]
+    shape = NOUNS[seg.noun][1]
     colour = p["colour"].astype(np.float32)
     yy, xx = np.mgrid[0:Hk, 0:Wk].astype(np.float32) / k
     # camera shake: smooth random translation (sum of two sinusoids + a drift) per frame
@@ -455,25 +490,48 @@ def _render_segment(
                + 0.5 * np.sin(2 * np.pi * f / p["shake_periods"][3] + p["shake_phases"][3])),
     ], axis=1) + np.outer(f / max(T - 1, 1), p["drift"] * u)
     frames: list[np.ndarray] = []
+    flow_sources: list[np.ndarray] = []  # the frames before low-light gain, noise and colour loss
     geoms: list[dict[str, Any]] = []
     hw0, hh0 = _shape_half_extent(shape, p["size"])
-    lid_h = 0.4 * hh0
+    lid_h = 0.6 * hh0
     occ = p.get("occluder")
+    scene = background.copy()  # the work surface under the object (static within the segment)
+    smask = np.zeros((Hk, Wk), np.uint8)
+    sw, sh = p["surface_half"]
+    _draw_shape(smask, "square", p["cx"], p["cy"] + 0.3 * p["size"], sw, sh, k)
+    _blend(scene, smask, p["surface"].astype(np.float32))
     for t in range(T):
-        img = background.copy()
+        img = scene.copy()
         cx, cy, sc = float(traj["ox"][t]), float(traj["oy"][t]), float(traj["scale"][t])
         hw, hh = hw0 * sc, hh0 * sc
-        # object body with its texture (diagonal stripes moving with the object)
+        # motion smear: the object's recent positions fade behind it (exposure persistence), so each frame
+        # shows which way the object is moving (the direction of push/pull, take/put, lid off/on)
         mask = np.zeros((Hk, Wk), np.uint8)
+        for back, alpha in TRAIL:
+            tb = max(t - back, 0.0)
+            px, py = np.interp(tb, f, traj["ox"]), np.interp(tb, f, traj["oy"])
+            if abs(px - cx) + abs(py - cy) < 0.3 * u:
+                continue
+            psc = float(np.interp(tb, f, traj["scale"]))
+            mask[:] = 0
+            _draw_shape(mask, shape, float(px), float(py), hw0 * psc, hh0 * psc, k)
+            _blend(img, (mask * alpha).astype(np.uint8), colour)
+        if p["has_lid"]:
+            for back, alpha in TRAIL:
+                tb = max(t - back, 0.0)
+                lxb = float(np.interp(tb, f, traj["ox"]) + np.interp(tb, f, traj["lid"][:, 0]))
+                lyb = float(np.interp(tb, f, traj["oy"]) - hh0 * np.interp(tb, f, traj["scale"]) - lid_h * 0.5
+                            + np.interp(tb, f, traj["lid"][:, 1]))
+                mask[:] = 0
+                _draw_shape(mask, "square", lxb, lyb, hw0 * 1.05, lid_h * 0.5, k)
+                _blend(img, (mask * alpha).astype(np.uint8), p["lid_colour"].astype(np.float32))
+        # object body: a dark rim (crisp silhouette) and the noun's colour
+        mask[:] = 0
+        _draw_shape(mask, shape, cx, cy, hw + 0.8 * u, hh + 0.8 * u, k)
+        _blend(img, mask, colour * 0.25)
+        mask[:] = 0
         _draw_shape(mask, shape, cx, cy, hw, hh, k)
-        if texture == "striped":
-            x0, y0, bw, bh = cv2.boundingRect(mask)
-            phase = np.floor(((xx[y0:y0 + bh, x0:x0 + bw] - cx) + (yy[y0:y0 + bh, x0:x0 + bw] - cy)) / (p["stripe_period"] * u * sc))
-            tex = np.empty_like(img)
-            tex[y0:y0 + bh, x0:x0 + bw] = colour * (1.0 + p["stripe_contrast"] * (np.mod(phase, 2) - 0.5))[..., None]
-            _blend(img, mask, tex)
-        else:
-            _blend(img, mask, colour)
+        _blend(img, mask, colour)
         boxes = {"object": (cx - hw, cy - hh, cx + hw, cy + hh)}
         if p["has_lid"]:
             lx, ly = cx + traj["lid"][t, 0], cy - hh - lid_h * 0.5 + traj["lid"][t, 1]
@@ -483,16 +541,17 @@ def _render_segment(
             boxes["lid"] = (lx - hw * 1.05, ly - lid_h * 0.5, lx + hw * 1.05, ly + lid_h * 0.5)
         hx, hy = float(traj["hx"][t]), float(traj["hy"][t])
         if traj["stick"][t]:
-            cv2.line(img, tuple(int(v) for v in _pts([hx, hy], k)), tuple(int(v) for v in _pts([cx, cy - 0.1 * hh], k)),
-                     (0.55, 0.4, 0.25), max(1, int(1.2 * k * u)), cv2.LINE_AA, _SHIFT)
+            # a pale spoon from above the hand into the object (stir's static cue)
+            cv2.line(img, tuple(int(v) for v in _pts([hx, hy - 7 * u], k)), tuple(int(v) for v in _pts([cx, cy - 0.1 * hh], k)),
+                     (0.95, 0.95, 0.88), max(1, int(3.0 * k * u)), cv2.LINE_AA, _SHIFT)
         # arm from the bottom edge, then the hand
         arm_x = cfg.width * (0.8 if p["side_sign"] > 0 else 0.2)
-        arm = np.array([[hx - 2.5 * u, hy], [hx + 2.5 * u, hy], [arm_x + 4 * u, cfg.height + 6 * u], [arm_x - 4 * u, cfg.height + 6 * u]])
+        arm = np.array([[hx - 3.5 * u, hy], [hx + 3.5 * u, hy], [arm_x + 5 * u, cfg.height + 6 * u], [arm_x - 5 * u, cfg.height + 6 * u]])
         amask = np.zeros((Hk, Wk), np.uint8)
         cv2.fillPoly(amask, [_pts(arm, k)], 255, cv2.LINE_AA, _SHIFT)
         _blend(img, amask, part.sleeve.astype(np.float32))
         hmask = np.zeros((Hk, Wk), np.uint8)
-        hand_rx, hand_ry = 4.5 * u, 3.5 * u
+        hand_rx, hand_ry = 6.0 * u, 4.5 * u
         cv2.ellipse(hmask, tuple(int(v) for v in _pts([hx, hy], k)), tuple(int(v) for v in _pts([hand_rx, hand_ry], k)),
                     0, 0, 360, 255, -1, cv2.LINE_AA, _SHIFT)
         _blend(img, hmask, part.skin.astype(np.float32))
@@ -512,7 +571,11 @@ def _render_segment(
             v = (shake[t] - shake[t - 1]) * k * p["blur_gain"]
             img = _motion_blur(img, float(v[0]), float(v[1]))
         img = cv2.resize(img, (cfg.width, cfg.height), interpolation=cv2.INTER_AREA)
+        flow_sources.append(np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8))
         img = img * p["brightness"] * p["cast"] + p["noise_sigma"] * p["noise"][t]
+        if p["desaturate"] > 0:  # low light: colours wash out towards grey
+            grey = img.mean(axis=2, keepdims=True)
+            img = img + p["desaturate"] * (grey - img)
         frames.append(np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8))
         geoms.append({
             "boxes": {name: (b[0] + dx, b[1] + dy, b[2] + dx, b[3] + dy) for name, b in boxes.items()},
@@ -521,7 +584,7 @@ def _render_segment(
             "hand_centre": (hx + dx, hy + dy),
             "object_centre": (cx + dx, cy + dy),
         })
-    return frames, geoms
+    return frames, geoms, flow_sources
 
 
 def _render_gap(background: np.ndarray, cfg: MiniKitchensConfig, part: Participant, num: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -562,7 +625,7 @@ def compute_flow(frames: Sequence[np.ndarray], bound: float) -> list[tuple[np.nd
     out = []
     for k in range(1, (n + 1) // 2 + 1):
         a, b = flow_pair_for(k, n)
-        if a == b:
+        if a == b or np.array_equal(grays[a - 1], grays[b - 1]):  # Farneback is not exactly 0 on equal frames
             flow = np.zeros(grays[0].shape + (2,), np.float32)
         else:
             flow = cv2.calcOpticalFlowFarneback(grays[a - 1], grays[b - 1], None, 0.5, 2, 7, 3, 5, 1.1, 0)
@@ -573,6 +636,10 @@ def compute_flow(frames: Sequence[np.ndarray], bound: float) -> list[tuple[np.nd
 # --------------------------------------------------------------------------------------------------
 # Audio
 # --------------------------------------------------------------------------------------------------
+
+#: pulse rate (Hz) of the hum an object makes while handled, per shape
+TREMOLO_HZ: dict[str, float] = {"circle": 3.0, "square": 5.0, "tall": 8.0, "wide": 12.0, "triangle": 18.0}
+
 
 def material_hz(noun: int) -> float:
     """Ringing pitch of a noun's material: a ladder 320 Hz x 1.28^noun (neighbours overlap with the jitter)."""
@@ -602,8 +669,8 @@ def _add(buf: np.ndarray, start: int, x: np.ndarray) -> None:
 
 def _sound_event(kind: str, noun: int, sr: int, rng: np.random.Generator) -> np.ndarray:
     """A verb-specific transient followed by the object's resonance (pitch = :func:`material_hz`)."""
-    mat = material_hz(noun) * rng.uniform(0.92, 1.08)
-    resonance = 0.35 * _ring(sr, mat, 0.2, rng.uniform(0.04, 0.08))
+    mat = material_hz(noun) * rng.uniform(0.96, 1.04)
+    resonance = 0.5 * _ring(sr, mat, 0.35, rng.uniform(0.08, 0.14))
     if kind == "click":
         n = int(0.01 * sr)
         transient = 0.6 * _band_noise(rng, n, sr, 2000, 7000) * np.hanning(n)
@@ -641,8 +708,21 @@ def _segment_audio(
     t_start = (seg.start_frame - 1) / fps
     dur = seg.num_frames / fps
     scrape_from = None
+    hold_from = None
     for kind, rel in traj_events:
         at = t_start + rel * dur
+        if kind == "hold":
+            hold_from = at
+            continue
+        if kind == "hold_end":
+            if hold_from is not None:  # the material's hum, pulsing at the shape's rate (a local pattern)
+                n = max(1, int((at - hold_from) * sr))
+                tt = np.arange(n) / sr
+                mat = material_hz(material) * rng.uniform(0.98, 1.02)
+                pulse = 0.5 + 0.5 * np.sign(np.sin(2 * np.pi * TREMOLO_HZ[NOUNS[material][1]] * tt + rng.uniform(0, 6.3)))
+                tone = np.sin(2 * np.pi * mat * tt) + 0.5 * np.sin(4 * np.pi * mat * tt)
+                _add(buf, int(hold_from * sr), gain * 0.22 * tone * pulse * np.hanning(n) ** 0.25)
+            continue
         if kind == "scrape":
             scrape_from = at
             continue
@@ -699,25 +779,27 @@ def _frac_box(box: tuple[float, float, float, float], W: int, H: int) -> tuple[f
 
 def _frame_detections(
     msg_cls: Any, video_id: str, frame_number: int, geom: dict[str, Any] | None, low_light: bool,
-    cfg: MiniKitchensConfig, rng: np.random.Generator,
+    cfg: MiniKitchensConfig, rng: np.random.Generator, failure: bool = False,
 ) -> bytes:
+    """One frame's ``Detections``: true hands/objects score >= 0.6 (kept by the usual 0.5 thresholds), false
+    positives score < 0.5. ``failure`` (a clip where the detector struggles): many misses, large jitter."""
     W, H = cfg.width, cfg.height
     det = msg_cls(video_id=video_id, frame_number=frame_number)
-    jitter = 0.8 * W / 64.0
+    jitter = (3.5 if failure else 0.8) * W / 64.0
 
     def noisy(box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
         d = rng.normal(0, jitter, 4)
         return box[0] + d[0], box[1] + d[1], box[2] + d[2], box[3] + d[3]
 
-    miss = 0.12 if low_light else 0.05
+    miss = 0.45 if failure else (0.12 if low_light else 0.05)
     if geom is not None:
         hand_box = _frac_box(noisy(geom["boxes"]["hand"]), W, H)
         if hand_box is not None and rng.random() > miss:
             h = det.hands.add()
             h.bbox.left, h.bbox.top, h.bbox.right, h.bbox.bottom = hand_box
-            h.score = float(np.clip(rng.normal(0.75 if low_light else 0.92, 0.06), 0.11, 0.999))
+            h.score = float(np.clip(rng.normal(0.75 if low_light else 0.92, 0.06), 0.6, 0.999))
             state = geom["contact"]
-            if rng.random() < 0.08:  # contact-state classifier errors
+            if rng.random() < (0.3 if failure else 0.08):  # contact-state classifier errors
                 state = int(rng.choice([NO_CONTACT, PORTABLE_OBJECT, STATIONARY_OBJECT]))
             h.state = state
             h.side = geom["side"] if rng.random() > 0.05 else 1 - geom["side"]
@@ -730,9 +812,9 @@ def _frame_detections(
                 if box is not None:
                     o = det.objects.add()
                     o.bbox.left, o.bbox.top, o.bbox.right, o.bbox.bottom = box
-                    o.score = float(np.clip(rng.normal(0.6 if low_light else 0.8, 0.12), 0.02, 0.999))
+                    o.score = float(np.clip(rng.normal(0.72 if low_light else 0.85, 0.08), 0.6, 0.999))
     # low-score false positives (the official files keep objects >= 0.01 and hands >= 0.1)
-    for _ in range(int(rng.poisson(1.2))):
+    for _ in range(int(rng.poisson(2.5 if failure else 1.2))):
         cx, cy, bw, bh = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0.05, 0.3), rng.uniform(0.05, 0.3)
         o = det.objects.add()
         o.bbox.left, o.bbox.top = max(0.0, cx - bw / 2), max(0.0, cy - bh / 2)
@@ -769,42 +851,53 @@ class VideoPlan:
 
 def _segment_params(verb: int, noun: int, part: Participant, cfg: MiniKitchensConfig, T: int, rng: np.random.Generator) -> dict[str, Any]:
     u = cfg.height / 64.0
-    low_light = bool(rng.random() < part.low_light_p)
+    # one nuisance per clip at most: "clean" clips show verb and noun plainly in RGB; each nuisance hides the
+    # RGB cues of a different subset, resolved by another modality (flow in low light, audio and boxes
+    # under occlusion, boxes and audio under heavy shake / blur)
+    p_nuisance = np.array([part.low_light_p, 0.13, 0.12 * part.shake_amplitude])
+    weights = np.concatenate([[max(0.0, 1.0 - p_nuisance.sum())], p_nuisance])
+    nuisance = NUISANCES[int(rng.choice(len(NUISANCES), p=weights / weights.sum()))]
+    low_light = nuisance == "low_light"
     left = rng.random() < part.left_handed_p
     shape = NOUNS[noun][1]
-    size = rng.uniform(6.5, 8.5) * u * (0.85 if shape in ("wide", "tall") else 1.0)
-    # each noun has a typical hue; neighbouring nouns' hue ranges overlap, so colour only hints
-    hue = (noun / len(NOUNS) + rng.normal(0.0, 0.06)) % 1.0
-    colour = np.array(colorsys.hsv_to_rgb(hue, rng.uniform(0.45, 0.9), rng.uniform(0.55, 0.95)))
+    size = rng.uniform(10.0, 12.5) * u * (0.85 if shape in ("wide", "tall") else 1.0)
+    hue = (COLOURS[NOUNS[noun][2]] + rng.normal(0.0, 0.015)) % 1.0
+    colour = np.array(colorsys.hsv_to_rgb(hue, rng.uniform(0.75, 0.95), rng.uniform(0.8, 0.97)))
+    shaky = nuisance == "shake"
+    pair = verb // 2
+    surface = pair if rng.random() < SURFACE_MATCH_P else int(rng.choice([i for i in range(len(SURFACES)) if i != pair]))
     p: dict[str, Any] = {
+        "nuisance": nuisance,
         "low_light": low_light,
         "side_sign": -1.0 if left else 1.0,
-        "cx": rng.uniform(0.36, 0.64) * cfg.width,
-        "cy": rng.uniform(0.45, 0.62) * cfg.height,
+        "cx": rng.uniform(0.42, 0.58) * cfg.width,
+        "cy": rng.uniform(0.55, 0.64) * cfg.height,
         "size": size,
         "colour": colour,
-        "lid_colour": rng.uniform(0.1, 0.6, 3),
-        "has_lid": VERBS[verb][0] in ("open", "close") or rng.random() < 0.15,
-        "stripe_period": rng.uniform(2.2, 3.2),
-        "stripe_contrast": rng.uniform(0.25, 0.55),
-        "brightness": rng.uniform(0.28, 0.42) if low_light else rng.uniform(0.75, 1.15),
-        "cast": rng.uniform(0.85, 1.15, 3).astype(np.float32),
-        "noise_sigma": rng.uniform(0.03, 0.05) if low_light else rng.uniform(0.008, 0.02),
-        "shake_gain": rng.choice([0.5, 1.0, 2.0], p=[0.3, 0.5, 0.2]),
-        "shake_periods": rng.uniform(5, 17, 4),
+        "surface": np.array(SURFACES[surface]) * rng.uniform(0.92, 1.08),
+        "surface_half": (rng.uniform(20, 24) * u, rng.uniform(12, 15) * u),
+        "lid_colour": rng.uniform(0.85, 0.97) + rng.uniform(-0.03, 0.03, 3),  # a pale lid
+        "has_lid": VERBS[verb][0] in ("open", "close") or rng.random() < 0.05,
+        "brightness": rng.uniform(0.14, 0.22) if low_light else rng.uniform(0.85, 1.1),
+        "desaturate": rng.uniform(0.6, 0.85) if low_light else 0.0,
+        "cast": rng.uniform(0.95, 1.05, 3).astype(np.float32),
+        "noise_sigma": rng.uniform(0.035, 0.05) if low_light else rng.uniform(0.005, 0.012),
+        "shake_gain": rng.uniform(3.0, 4.5) if shaky else rng.uniform(0.1, 0.3),
+        "shake_periods": rng.uniform(3, 7, 4) if shaky else rng.uniform(8, 17, 4),
         "shake_phases": rng.uniform(0, 2 * np.pi, 4),
-        "drift": rng.normal(0, 2.5, 2),
-        "blur_gain": rng.uniform(0.8, 2.0),
+        "drift": rng.normal(0, 4.0 if shaky else 0.5, 2),
+        "blur_gain": rng.uniform(2.0, 3.0) if shaky else 0.5,
         "silent": bool(rng.random() < part.silent_p),
-        "audio_gain": rng.uniform(0.25, 1.0),
+        "audio_gain": rng.uniform(0.6, 1.0),
         "distractor_sound": bool(rng.random() < 0.2),
+        "detector_failure": bool(rng.random() < 0.15),
         "noise": rng.standard_normal((T, cfg.height, cfg.width, 3), dtype=np.float32),
     }
-    if rng.random() < 0.25:
+    if nuisance == "occlusion":  # a large distractor in front of the object for most of the clip
         p["occluder"] = {
-            "t0": int(rng.integers(0, T // 2)), "t1": int(rng.integers(T // 2, T)),
-            "x0": rng.uniform(0, cfg.width), "x1": rng.uniform(0, cfg.width),
-            "y": p["cy"] + rng.uniform(-6, 6) * u, "size": rng.uniform(4, 7) * u,
+            "t0": int(rng.integers(0, max(1, T // 6))), "t1": int(rng.integers(T - max(1, T // 6), T + 1)),
+            "x0": p["cx"] + rng.uniform(-6, 6) * u, "x1": p["cx"] + rng.uniform(-6, 6) * u,
+            "y": p["cy"] - rng.uniform(2, 8) * u, "size": rng.uniform(15, 19) * u,
             "shape": SHAPES[int(rng.integers(len(SHAPES)))], "colour": rng.uniform(0.05, 0.9, 3),
         }
     return p
@@ -814,8 +907,8 @@ def _plan(cfg: MiniKitchensConfig, seed: int) -> tuple[list[Participant], list[V
     root = np.random.default_rng(np.random.SeedSequence([seed, 0]))
     n_part = cfg.seen_participants + cfg.unseen_participants
     participants = [_make_participant(f"P{i + 1:02d}", i, root) for i in range(n_part)]
-    verb_p = _class_probabilities(len(VERBS), 0.5)
-    noun_p = _class_probabilities(len(NOUNS), 0.6)
+    verb_p = _class_probabilities(len(VERBS), 0.3)
+    noun_p = _class_probabilities(len(NOUNS), 0.5)
     videos: list[VideoPlan] = []
     layout: list[tuple[int, str]] = []
     for pi in range(cfg.seen_participants):
@@ -871,8 +964,9 @@ def _generate_video(plan: VideoPlan, part: Participant, cfg: MiniKitchensConfig,
     rng = np.random.default_rng(np.random.SeedSequence([seed, 2, vidx]))
     background = _make_background(part, cfg, rng)
     frames: list[np.ndarray] = []
+    fsrc: list[np.ndarray] = []
     geoms: list[dict[str, Any] | None] = []
-    lows: list[bool] = []
+    lows: list[tuple[bool, bool]] = []  # (low light, detector failure) per frame
     trajs = []
     rendered = []
     for seg in plan.segments:
@@ -883,15 +977,17 @@ def _generate_video(plan: VideoPlan, part: Participant, cfg: MiniKitchensConfig,
     # Between segments the camera keeps looking: the previous segment's last frame is held for
     # ``HOLD_PREVIOUS`` frames, then the next segment's first frame, so the scene cut falls inside the
     # gap and no flow frame touching a segment spans it (flow pairs are 2 RGB frames apart).
-    previous: tuple[np.ndarray, dict[str, Any] | None, bool] | None = None
-    for seg, gap, (seg_frames, seg_geoms) in zip(plan.segments, plan.gaps, rendered):
-        low = bool(seg.params["low_light"])
+    previous: tuple[np.ndarray, dict[str, Any] | None, tuple[bool, bool], np.ndarray] | None = None
+    for seg, gap, (seg_frames, seg_geoms, seg_fsrc) in zip(plan.segments, plan.gaps, rendered):
+        low = (bool(seg.params["low_light"]), bool(seg.params["detector_failure"]))  # detector conditions
         n_prev = min(HOLD_PREVIOUS, gap - 1) if previous is not None else 0
         if previous is None:
             n_bg = max(gap - 1, 0)
-            frames += _render_gap(background, cfg, part, n_bg, rng)
+            bg_frames = _render_gap(background, cfg, part, n_bg, rng)
+            frames += bg_frames
+            fsrc += bg_frames
             geoms += [None] * n_bg
-            lows += [False] * n_bg
+            lows += [(False, False)] * n_bg
             n_prev = 0
             n_next = gap - n_bg
         else:
@@ -899,26 +995,31 @@ def _generate_video(plan: VideoPlan, part: Participant, cfg: MiniKitchensConfig,
             frames += [previous[0]] * n_prev
             geoms += [previous[1]] * n_prev
             lows += [previous[2]] * n_prev
+            fsrc += [previous[3]] * n_prev
         frames += [seg_frames[0]] * n_next
+        fsrc += [seg_fsrc[0]] * n_next
         geoms += [seg_geoms[0]] * n_next
         lows += [low] * n_next
         assert len(frames) + 1 == seg.start_frame
         frames += seg_frames
+        fsrc += seg_fsrc
         geoms += seg_geoms
         lows += [low] * seg.num_frames
-        previous = (seg_frames[-1], seg_geoms[-1], low)
+        previous = (seg_frames[-1], seg_geoms[-1], low, seg_fsrc[-1])
     tail = plan.gaps[-1]
     if previous is not None:
         frames += [previous[0]] * tail
+        fsrc += [previous[3]] * tail
         geoms += [previous[1]] * tail
         lows += [previous[2]] * tail
+    assert len(fsrc) == len(frames)
     pid = part.pid
     rgb_dir = root / pid / "rgb_frames" / plan.video_id
     rgb_dir.mkdir(parents=True)
     for i, img in enumerate(frames, start=1):
         _write_jpeg(rgb_dir / f"frame_{i:010d}.jpg", img, cfg.jpeg_quality)
     # flow from the decoded JPEGs would add JPEG noise twice; EPIC computed flow from the video frames
-    flow = compute_flow(frames, cfg.flow_bound)
+    flow = compute_flow(fsrc, cfg.flow_bound)
     for comp in ("u", "v"):
         (root / pid / "flow_frames" / plan.video_id / comp).mkdir(parents=True)
     for k, (fu, fv) in enumerate(flow, start=1):
@@ -929,8 +1030,8 @@ def _generate_video(plan: VideoPlan, part: Participant, cfg: MiniKitchensConfig,
     write_wav(root / pid / "videos" / f"{plan.video_id}.wav", audio, cfg.audio_sample_rate)
     msg_cls = detections_message_class()
     dets = [
-        _frame_detections(msg_cls, plan.video_id, i, g, low, cfg, rng)
-        for i, (g, low) in enumerate(zip(geoms, lows), start=1)
+        _frame_detections(msg_cls, plan.video_id, i, g, low, cfg, rng, fail)
+        for i, (g, (low, fail)) in enumerate(zip(geoms, lows), start=1)
     ]
     (root / pid / "hand-objects").mkdir(parents=True, exist_ok=True)
     with open(root / pid / "hand-objects" / f"{plan.video_id}.pkl", "wb") as fh:
@@ -1148,6 +1249,27 @@ def read_marker(out_dir: str | os.PathLike) -> dict[str, Any] | None:
         return None
 
 
+def generation_request(marker: dict[str, Any]) -> tuple[int, MiniKitchensConfig]:
+    """The ``(seed, config)`` a ``.complete`` marker asked for, in terms of the current generator.
+
+    Fields the current :class:`MiniKitchensConfig` no longer has are dropped, new ones take their defaults
+    and an unreadable config falls back to the defaults, so ``ensure_mini_kitchens(dir, *generation_request(m))``
+    keeps an up-to-date generation and regenerates a stale one (older ``FORMAT_VERSION`` or parameters) at the
+    same seed and size.
+    """
+    known = set(MiniKitchensConfig.__dataclass_fields__)
+    stored = marker.get("config") if isinstance(marker.get("config"), dict) else {}
+    params = {k: v for k, v in stored.items() if k in known}
+    if isinstance(params.get("fps_cycle"), list):
+        params["fps_cycle"] = tuple(params["fps_cycle"])
+    try:
+        config = MiniKitchensConfig(**params)
+    except (TypeError, ValueError):
+        config = MiniKitchensConfig()
+    seed = marker.get("seed")
+    return (int(seed) if isinstance(seed, int) else 0), config
+
+
 def generate_mini_kitchens(
     out_dir: str | os.PathLike, seed: int = 0, config: MiniKitchensConfig | None = None, workers: int | None = None,
     **overrides: Any,
@@ -1233,7 +1355,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--report", action="store_true", help="train a tiny model per modality and print report.json")
     ap.add_argument("--report-backend", choices=("proxy", "package"), default="proxy",
                     help="proxy: fast plain-torch models; package: Video Swin / STLT through the data pipeline")
-    ap.add_argument("--report-epochs", type=int, default=40, help="training epochs of each report model")
+    ap.add_argument("--report-epochs", type=int, default=None,
+                    help="training epochs of each report model (default: 40 proxy, 12 package = the main job)")
     ap.add_argument("--segments-per-video", type=int, default=None)
     ap.add_argument("--size", type=int, default=None, help="frame height = width in pixels")
     args = ap.parse_args(list(argv) if argv is not None else None)

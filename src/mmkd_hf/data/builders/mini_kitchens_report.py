@@ -12,10 +12,10 @@ frames, a 2D CNN on the segment's log-mel spectrogram and an MLP on per-frame ha
 (from the hand-object pickles, best-scoring hand and objects). The real teachers (Video Swin / STLT) are
 larger; the proxy measures what the data makes learnable from few labels.
 
-Backend ``package`` (minutes): the package's own models, a tiny Video Swin (embed 24, depths 1-1-1-1)
-per RGB / flow / audio and a tiny STLT (hidden 64, 2+2 layers) on layout, fed through
-``mmkd_hf.data.load_dataset("epic-kitchens-100", ...)`` (8 frames, evaluation-mode sampling, decoded once
-and reused every epoch; no augmentation).
+Backend ``package`` (minutes): the main job's own networks and schedule (preset ``tiny`` of
+``mmkd_hf.distillation.presets``: the RGB student Video Swin, the flow / audio teacher Video Swins, the STLT
+layout teacher; 8 frames of 48x48, 12 epochs, AdamW lr 1e-3, batch 16, on 80 % of the train split), fed
+through ``mmkd_hf.data.load_dataset("epic-kitchens-100", ...)`` with training-mode sampling and augmentation.
 """
 
 from __future__ import annotations
@@ -281,66 +281,83 @@ def train_proxy(
 # Package backend: mmkd_hf's Video Swin / STLT through the EPIC builder and the data pipeline
 # --------------------------------------------------------------------------------------------------
 
-PACKAGE_FRAMES = 8
+PACKAGE_PRESET = "tiny"  # the main job's preset (mmkd_hf.distillation.presets): frames, frame size, architectures
+PACKAGE_EPOCHS = 12  # the main job's epochs
 _INPUT_KEYS = {"rgb": ("pixel_values",), "flow": ("flow_values",), "audio": ("audio_values",),
                "layout": ("layout_boxes", "layout_categories", "layout_scores", "layout_sides", "layout_states",
                           "layout_mask")}
 
 
-def load_split_package(root: Path, split: str, modalities: Sequence[str], cache_dir: Path, size: int) -> dict[str, Any]:
-    """Decode every segment once (evaluation-mode sampling) through ``mmkd_hf.data.load_dataset``."""
-    from mmkd_hf.data import AudioConfig, MultimodalCollator, load_dataset
+def _package_dataset(root: Path, split: str, modality: str, cache_dir: Path, train: bool, seed: int):
+    from mmkd_hf.data import AudioConfig, load_dataset
+    from mmkd_hf.distillation.presets import get_preset
 
-    ds = load_dataset("epic-kitchens-100", root, split, list(modalities), cache_dir, num_frames=PACKAGE_FRAMES,
-                      train=False, sampler="uniform", crop_size=size, audio=AudioConfig(output_size=(64, 64)))
-    collate = MultimodalCollator()
-    batches = [collate([ds[j] for j in range(i, min(i + 32, len(ds)))]) for i in range(0, len(ds), 32)]
-    out: dict[str, Any] = {k: torch.cat([b[k] for b in batches]) for m in modalities for k in _INPUT_KEYS[m]}
-    out["verb"] = torch.cat([b["labels"]["verb"] for b in batches])
-    out["noun"] = torch.cat([b["labels"]["noun"] for b in batches])
-    out["participant"] = [sid.split("_")[0] for b in batches for sid in b["segment_id"]]
-    return out
+    preset = get_preset(PACKAGE_PRESET)
+    return load_dataset(
+        "epic-kitchens-100", root, split, [modality], cache_dir, num_frames=preset.num_frames, train=train,
+        sampler="uniform", crop_size=preset.image_size, seed=seed,
+        audio=AudioConfig(**{**dict(preset.audio), "output_size": (preset.image_size, preset.image_size)}),
+    )
 
 
-def _package_model(modality: str, heads: dict[str, int], size: int) -> nn.Module:
+def _package_model(modality: str, heads: dict[str, int]) -> nn.Module:
+    """The main job's network for ``modality``: the RGB student (student preset), the flow / audio teachers
+    (teacher preset) or the STLT layout teacher."""
+    from mmkd_hf.distillation.presets import get_preset, stlt_config_kwargs, video_swin_config_kwargs
     from mmkd_hf.models import STLTConfig, STLTForVideoClassification, VideoSwinConfig, VideoSwinForVideoClassification
 
+    preset = get_preset(PACKAGE_PRESET)
     if modality == "layout":
-        return STLTForVideoClassification(STLTConfig(
-            hidden_size=64, num_attention_heads=4, num_spatial_layers=2, num_temporal_layers=2,
-            intermediate_size=128, num_frames=PACKAGE_FRAMES, heads=heads))
-    return VideoSwinForVideoClassification(VideoSwinConfig(
-        embed_dim=24, depths=(1, 1, 1, 1), num_heads=(1, 2, 2, 4), num_frames=PACKAGE_FRAMES,
-        image_size=size if modality != "audio" else 64, modality=modality, heads=heads, drop_path_rate=0.1))
+        return STLTForVideoClassification(STLTConfig(**stlt_config_kwargs(preset, heads)))
+    role = "student" if modality == "rgb" else "teacher"
+    return VideoSwinForVideoClassification(VideoSwinConfig(**video_swin_config_kwargs(preset, role, modality, heads)))
 
 
 def train_package(
-    modality: str, train: dict[str, Any], val: dict[str, Any], epochs: int = 30, seed: int = 0, lr: float = 1e-3,
-    size: int = 64,
-) -> dict[str, torch.Tensor]:
-    """Train a tiny Video Swin (RGB / flow / audio) or STLT (layout) and return validation logits."""
+    modality: str, root: Path, cache_dir: Path, epochs: int = PACKAGE_EPOCHS, seed: int = 0, lr: float = 1e-3,
+    train_fraction: float = 0.8,
+) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, list[str]]:
+    """Train one main-job network as the pipeline does (training-mode sampling and augmentation, AdamW lr 1e-3,
+    weight decay 0.02, 10 % warm-up then linear decay, batch 16) on ``train_fraction`` of the train split (the
+    pipeline holds 20 % out for the ensemble weights). Returns validation logits, verb / noun labels and the
+    validation segment ids."""
+    from mmkd_hf.data import MultimodalCollator
+
     torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
     heads = {"verb": len(VERBS), "noun": len(NOUNS)}
-    model = _package_model(modality, heads, size)
+    model = _package_model(modality, heads)
     keys = _INPUT_KEYS[modality]
-    n = len(train["verb"])
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * math.ceil(n / 16))
+    train = _package_dataset(root, "train", modality, cache_dir, True, seed)
+    order = np.random.default_rng(seed).permutation(len(train))[: max(1, int(train_fraction * len(train)))]
+    collate = MultimodalCollator()
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(train, order.tolist()), batch_size=16, shuffle=True,
+                                         collate_fn=collate, generator=torch.Generator().manual_seed(seed))
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.02)
+    total = epochs * len(loader)
+    warm = max(1, int(0.1 * total))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: (step + 1) / warm if step < warm else max(0.0, (total - step) / max(total - warm, 1)))
     for _ in range(epochs):
         model.train()
-        perm = torch.randperm(n, generator=gen)
-        for i in range(0, n, 16):
-            b = perm[i:i + 16]
-            out = model(**{k: train[k][b] for k in keys}, labels={"verb": train["verb"][b], "noun": train["noun"][b]})
+        for batch in loader:
+            out = model(**{k: batch[k] for k in keys}, labels={h: batch["labels"][h] for h in heads})
             opt.zero_grad()
             out.loss.backward()
             opt.step()
             sched.step()
     model.eval()
+    val = _package_dataset(root, "validation", modality, cache_dir, False, seed)
+    logits: dict[str, list[torch.Tensor]] = {h: [] for h in heads}
+    verb, noun, ids = [], [], []
     with torch.no_grad():
-        outs = [model(**{k: val[k][i:i + 32] for k in keys}).logits for i in range(0, len(val["verb"]), 32)]
-    return {k: torch.cat([o[k] for o in outs]) for k in heads}
+        for batch in torch.utils.data.DataLoader(val, batch_size=32, collate_fn=collate):
+            out = model(**{k: batch[k] for k in keys}).logits
+            for h in heads:
+                logits[h].append(out[h])
+            verb.append(batch["labels"]["verb"])
+            noun.append(batch["labels"]["noun"])
+            ids += list(batch["segment_id"])
+    return {h: torch.cat(v) for h, v in logits.items()}, torch.cat(verb), torch.cat(noun), ids
 
 
 # --------------------------------------------------------------------------------------------------
@@ -365,7 +382,7 @@ def ensemble(logits: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tenso
 
 
 def run_report(
-    root: str | Path, backend: str = "proxy", seed: int = 0, epochs: int = 40,
+    root: str | Path, backend: str = "proxy", seed: int = 0, epochs: int | None = None,
     modalities: Sequence[str] = MODALITIES, print_fn: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Measure the dataset's properties and write ``root/report.json``. Returns the report dict."""
@@ -376,6 +393,7 @@ def run_report(
     per_mod: dict[str, dict[str, torch.Tensor]] = {}
     results: dict[str, dict[str, float]] = {}
     if backend == "proxy":
+        epochs = 40 if epochs is None else epochs
         train, val = load_split(root, "train"), load_split(root, "validation")
         train_participants, val_participants = train.participant, val.participant
         val_verb, val_noun, n_train = val.verb, val.noun, len(train.verb)
@@ -387,17 +405,16 @@ def run_report(
     else:
         import tempfile
 
+        epochs = PACKAGE_EPOCHS if epochs is None else epochs
+        train_participants = sorted({r["participant_id"] for r in _read_rows(root / "EPIC_100_train.csv")})
+        n_train = len(_read_rows(root / "EPIC_100_train.csv"))
+        load_s = 0.0
         with tempfile.TemporaryDirectory() as cache:
-            size = int(next(iter(_read_rows(root / "EPIC_100_video_info.csv")))["resolution"].split("x")[1])
-            ptrain = load_split_package(root, "train", modalities, Path(cache), size)
-            pval = load_split_package(root, "validation", modalities, Path(cache), size)
-        train_participants, val_participants = ptrain["participant"], pval["participant"]
-        val_verb, val_noun, n_train = pval["verb"], pval["noun"], len(ptrain["verb"])
-        load_s = time.perf_counter() - t0
-        for m in modalities:
-            per_mod[m] = train_package(m, ptrain, pval, epochs=epochs, seed=seed, size=size)
-            results[m] = accuracies(per_mod[m], val_verb, val_noun)
-            print_fn(f"  {m}: {results[m]}")
+            for m in modalities:
+                per_mod[m], val_verb, val_noun, ids = train_package(m, root, Path(cache), epochs=epochs, seed=seed)
+                results[m] = accuracies(per_mod[m], val_verb, val_noun)
+                print_fn(f"  {m}: {results[m]}")
+        val_participants = [sid.split("_")[0] for sid in ids]
     combos = {}
     for r in range(2, len(modalities) + 1):
         for combo in itertools.combinations(modalities, r):

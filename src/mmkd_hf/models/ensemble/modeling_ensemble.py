@@ -396,6 +396,9 @@ class MultimodalTeacherEnsemble(PreTrainedModel):
                     "ground-truth label sets each sample's weights); call forward(labels=...)"
                 )
             return per_sample_weights(stacked, labels[head].to(stacked.device), self.config.weights_temperature)
+        if self.config.weighting == "uniform":
+            # Fitted full-dataset weights may still sit in the buffers: "uniform" means uniform regardless.
+            return uniform_weights(stacked.shape[1], device=stacked.device, dtype=stacked.dtype)
         return getattr(self, f"teacher_weights_{head}")
 
     def combine(
