@@ -28,9 +28,8 @@ import time
 from pathlib import Path
 
 import torch
-from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.utils.flop_counter import FlopCounterMode
 
+from mmkd_hf.evaluation.profile import count_call_flops
 from mmkd_hf.models.video_swin.configuration_video_swin import VideoSwinConfig
 from mmkd_hf.models.video_swin.convert_torchvision import video_swin_from_torchvision
 from mmkd_hf.utils import atomic_write_json
@@ -43,16 +42,8 @@ def count_parameters(module: torch.nn.Module) -> int:
 
 
 def count_gflops(forward) -> float:
-    """GFLOPs of one call of ``forward()`` (attention through matmuls so that it is counted)."""
-    counter = FlopCounterMode(display=False)
-    fastpath = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)  # nn.TransformerEncoder's fused kernel has no FLOP formula
-    try:
-        with torch.inference_mode(), sdpa_kernel(SDPBackend.MATH), counter:
-            forward()
-    finally:
-        torch.backends.mha.set_fastpath_enabled(fastpath)
-    return counter.get_total_flops() / 1e9
+    """GFLOPs of one call of ``forward()`` (attention counted through SDPA's math backend)."""
+    return count_call_flops(forward) / 1e9
 
 
 def median_latency_ms(forward, warmup: int, repeats: int, device: torch.device) -> tuple[float, list[float]]:

@@ -187,14 +187,29 @@ def build_default_ensemble(student_config, modalities: Sequence[str] = ("rgb", "
     return MultimodalTeacherEnsemble(MultimodalTeacherEnsembleConfig(teachers=teachers, heads=heads)).eval()
 
 
-def count_flops(model: torch.nn.Module, inputs: Mapping[str, Any]) -> int:
-    """FLOPs of one forward (``FlopCounterMode``; 2 × multiply-adds)."""
+def count_call_flops(forward: Callable[[], Any]) -> int:
+    """FLOPs of one call of ``forward()`` (``FlopCounterMode``; 2 × multiply-adds).
+
+    Attention runs through SDPA's math backend and ``nn.TransformerEncoder``'s fused fast path is off while
+    counting: the fused kernels have no FLOP formula, so they would otherwise drop out of the count.
+    """
+    from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        model(**inputs)
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with torch.inference_mode(), sdpa_kernel(SDPBackend.MATH), counter:
+            forward()
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
     return int(counter.get_total_flops())
+
+
+def count_flops(model: torch.nn.Module, inputs: Mapping[str, Any]) -> int:
+    """FLOPs of one forward of ``model(**inputs)`` (see :func:`count_call_flops`)."""
+    return count_call_flops(lambda: model(**inputs))
 
 
 def _sync(device: torch.device) -> None:
