@@ -78,7 +78,6 @@ import os
 import pickle
 import shutil
 import sys
-import tempfile
 import time
 import wave
 from dataclasses import asdict, dataclass, field
@@ -88,7 +87,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from mmkd_hf.utils import atomic_write_json
+from mmkd_hf.utils import atomic_directory, atomic_write_json
 
 FORMAT_VERSION = 5  # bump whenever the generated content changes: cached generations are then redone
 COMPLETE_MARKER = ".complete"
@@ -1295,10 +1294,8 @@ def generate_mini_kitchens(
             f"{out}: refusing to replace a non-empty directory that is not a mini-kitchens generation "
             f"(no {COMPLETE_MARKER} marker); choose an empty or new --out"
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with atomic_directory(out) as tmp:  # a crash leaves the previous generation (or nothing), never half a dataset
         n_videos = cfg.seen_participants * cfg.videos_per_seen_participant + cfg.test_videos + (
             cfg.unseen_participants * cfg.videos_per_unseen_participant)
         if workers is None:
@@ -1306,18 +1303,6 @@ def generate_mini_kitchens(
         summary = _write_dataset(tmp, cfg, seed, workers=workers)
         marker = {**_config_fingerprint(cfg, seed), **summary, "generation_seconds": round(time.perf_counter() - started, 2)}
         (tmp / COMPLETE_MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return out
 
 
