@@ -13,6 +13,7 @@ and gradio's ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT``.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -128,7 +129,7 @@ class EnsembleDemo:
         with torch.no_grad():
             logits = self.model(**batch).logits
         seconds = time.perf_counter() - started
-        names = dict(self.model.config.head_labels) if getattr(self.model.config, "head_labels", None) else {}
+        names = ensemble_head_labels(self.model.config)
         probs = {head: value[0].float().softmax(-1) for head, value in logits.items()}
         if probs and any(p.ndim == 2 for p in probs.values()):
             probs = {h: (p.mean(0) if p.ndim == 2 else p) for h, p in probs.items()}
@@ -145,6 +146,16 @@ class EnsembleDemo:
             results["action"] = [{"label": f"{verbs[i // len(nouns)]} {nouns[i % len(nouns)]}", "score": float(s)}
                                  for s, i in zip(scores.tolist(), ids.tolist())]
         return results, seconds
+
+
+def ensemble_head_labels(config: Any) -> dict[str, list[str]]:
+    """Class names per head: the ensemble's own, else those of its teachers (they share the student's heads)."""
+    if getattr(config, "head_labels", None):
+        return dict(config.head_labels)
+    for teacher in (getattr(config, "teachers", None) or {}).values():
+        if isinstance(teacher, dict) and teacher.get("head_labels"):
+            return dict(teacher["head_labels"])
+    return {}
 
 
 def _run_config(run_dir: Path) -> dict[str, Any]:
@@ -169,18 +180,17 @@ def load_ensemble_demo(student_source: str, examples_dir: Path, count: int = 3) 
     try:
         from transformers import AutoModel
 
-        from mmkd_hf.data import MultimodalCollator, load_dataset
+        from mmkd_hf.distillation.pipeline import PipelineConfig, PipelineData
 
-        config = _run_config(ensemble_dir.parent)
         model = AutoModel.from_pretrained(ensemble_dir).eval()
         teachers = list(getattr(model.config, "teacher_order", None) or model.config.teachers)
         modalities = sorted(set(teachers) | {"rgb"})
-        dataset = load_dataset(
-            config.get("dataset", "mini-kitchens"), data_dir=config.get("data_dir"), split="validation",
-            modalities=modalities, num_frames=int(getattr(model.config, "num_frames", 0) or config.get("num_frames") or 16),
-            train=False, crop_size=int(config.get("image_size") or 224),
-        )
-        demo = EnsembleDemo(model=model, dataset=dataset, collator=MultimodalCollator())
+        # The run's own data settings (clip length, size, audio front end): exactly what the teachers were trained on.
+        known = {f.name for f in dataclasses.fields(PipelineConfig)}
+        run_config = PipelineConfig(**{k: v for k, v in _run_config(ensemble_dir.parent).items() if k in known})
+        data = PipelineData(run_config)
+        dataset = data.dataset("validation", modalities, train=False)
+        demo = EnsembleDemo(model=model, dataset=dataset, collator=data.collator())
         examples_dir.mkdir(parents=True, exist_ok=True)
         for index in range(min(count, len(dataset))):
             path = examples_dir / f"example-{index}.mp4"

@@ -178,6 +178,20 @@ def test_end_to_end_tiny_run_then_conflict(tiny_data, tmp_path):
         assert model.config.heads == {"verb": 8, "noun": 10}
     assert results["run"]["seed"] == 42 and results["config"]["max_steps"] == 2
     assert {"teacher-rgb", "student", "evaluate", "total"} <= set(results["timings_s"])
+    # the saved student carries its video processor, so pipeline("video-classification", folder) works on a file
+    from helpers_hub import write_clip
+    from transformers import pipeline as hf_pipeline
+
+    predictions = hf_pipeline("video-classification", model=str(run / "student"))(str(write_clip(tmp_path / "c.mp4")))
+    assert set(predictions) == {"verb", "noun", "action"} and predictions["verb"][0]["label"]
+    # the Space finds the run's ensemble, rebuilds the run's validation clips and names the classes
+    from test_space import load_space_module
+
+    demo, status = load_space_module().load_ensemble_demo(str(run / "student"), tmp_path / "examples", count=1)
+    assert demo is not None, status
+    ensemble_predictions, _ = demo.predict(0)
+    class_names = AutoModel.from_pretrained(run / "student").config.head_labels
+    assert ensemble_predictions["verb"][0]["label"] in class_names["verb"]
     assert "| student | rgb |" in (run / "results.md").read_text()
     split = json.loads((run / "held_out_split.json").read_text())
     assert split["held_out_ids"] and not set(split["held_out_ids"]) & set(split["teacher_train_ids"])

@@ -43,6 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..models.video_swin.video_processing_video_swin import VideoSwinVideoProcessor
 from ..utils import atomic_directory, atomic_write_json, atomic_write_text
 from .presets import (
     DEFAULT_PRESET_BY_DATASET,
@@ -944,6 +945,9 @@ class Runner:
         if _is_main():
             with atomic_directory(self.folder.model_dir(unit)) as tmp:
                 model.save_pretrained(tmp)
+                if getattr(model.config, "input_key", None) == "pixel_values":
+                    # RGB Video Swin models: the video processor makes pipeline("video-classification", folder) work.
+                    VideoSwinVideoProcessor.from_model_config(model.config).save_pretrained(tmp)
                 if self.config.write_model_cards:
                     _maybe_write_card(tmp, unit, self.config, card_info or {})
         _barrier()
