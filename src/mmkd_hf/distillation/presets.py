@@ -49,6 +49,10 @@ class ModelPreset:
 _TINY_SWIN_COMMON = {"patch_size": (2, 4, 4), "drop_path_rate": 0.1, "mlp_ratio": 2.0}
 # 20 ms hop / 40 ms window instead of 5 / 10 ms: the 1.116 s window gives 56 columns, resized to the frame size.
 _TINY_AUDIO = {"hop_length": 320, "win_length": 640}
+_TEST_SWIN = {**_TINY_SWIN_COMMON, "embed_dim": 16, "depths": (1, 1, 1, 1), "num_heads": (1, 1, 1, 1),
+              "window_size": (2, 4, 4), "drop_path_rate": 0.0}
+_VIDEO_SWIN_T = {"embed_dim": 96, "depths": (2, 2, 6, 2), "num_heads": (3, 6, 12, 24), "window_size": (8, 7, 7),
+                 "drop_path_rate": 0.2}
 
 PRESETS: dict[str, ModelPreset] = {
     # Tests: the smallest network that still exercises every code path (seconds on one core).
@@ -56,10 +60,8 @@ PRESETS: dict[str, ModelPreset] = {
         name="test",
         num_frames=4,
         image_size=32,
-        teacher={**_TINY_SWIN_COMMON, "embed_dim": 16, "depths": (1, 1, 1, 1), "num_heads": (1, 1, 1, 1),
-                 "window_size": (2, 4, 4), "drop_path_rate": 0.0},
-        student={**_TINY_SWIN_COMMON, "embed_dim": 16, "depths": (1, 1, 1, 1), "num_heads": (1, 1, 1, 1),
-                 "window_size": (2, 4, 4), "drop_path_rate": 0.0},
+        teacher=_TEST_SWIN,
+        student=_TEST_SWIN,
         layout={"hidden_size": 32, "num_attention_heads": 2, "num_spatial_layers": 1, "num_temporal_layers": 1,
                 "intermediate_size": 64, "hidden_dropout": 0.0},
         audio=_TINY_AUDIO,
@@ -84,10 +86,8 @@ PRESETS: dict[str, ModelPreset] = {
         name="base",
         num_frames=16,
         image_size=224,
-        teacher={"embed_dim": 96, "depths": (2, 2, 6, 2), "num_heads": (3, 6, 12, 24), "window_size": (8, 7, 7),
-                 "drop_path_rate": 0.2},
-        student={"embed_dim": 96, "depths": (2, 2, 6, 2), "num_heads": (3, 6, 12, 24), "window_size": (8, 7, 7),
-                 "drop_path_rate": 0.2},
+        teacher=_VIDEO_SWIN_T,
+        student=_VIDEO_SWIN_T,
         layout={"hidden_size": 768, "num_attention_heads": 8, "num_spatial_layers": 6, "num_temporal_layers": 6,
                 "intermediate_size": 3072, "hidden_dropout": 0.1},
         description="paper sizes: Video Swin-T teachers and student (16x224x224), STLT base",

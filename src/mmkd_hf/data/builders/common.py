@@ -14,6 +14,18 @@ from ..errors import DataFormatError
 CARD_KEYS = ("pretty_name", "description", "citation", "homepage", "license", "license_name")
 
 
+class LocalDataBuilderMixin:
+    """For builders that read a local folder (``data_dir=``); ``DATA_DIR_HINT`` says what the folder holds."""
+
+    DATA_DIR_HINT = ""
+
+    def _data_dir(self) -> Path:
+        if not self.config.data_dir:
+            hint = f" ({self.DATA_DIR_HINT})" if self.DATA_DIR_HINT else ""
+            raise ValueError(f"{type(self).__name__} needs data_dir={hint}")
+        return Path(self.config.data_dir).expanduser().resolve()
+
+
 def find_file(data_dir: Path, names: Sequence[str], subdirs: Sequence[str] = ("", "annotations")) -> Path | None:
     """First existing ``data_dir/<subdir>/<name>``, or None."""
     for sub in subdirs:

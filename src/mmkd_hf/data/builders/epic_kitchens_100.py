@@ -42,7 +42,7 @@ from ..detections import DetectionThresholds, frame_layout, load_video_detection
 from ..errors import DataFormatError, SampleDecodeError
 from ..sampling import rgb_to_flow_index
 from ..transforms import AudioConfig, LayoutConfig, SampleReader, audio_windows_for_segment
-from .common import find_file, parse_int, read_csv_rows, require_file
+from .common import LocalDataBuilderMixin, find_file, parse_int, read_csv_rows, require_file
 
 __all__ = ["EpicKitchens100", "EpicKitchensReader", "CARD_INFO", "annotation_files"]
 
@@ -173,16 +173,12 @@ def _literal_list(value: str | None, path: Path, column: str, sample_id: str) ->
     return list(parsed)
 
 
-class EpicKitchens100(datasets.GeneratorBasedBuilder):
+class EpicKitchens100(LocalDataBuilderMixin, datasets.GeneratorBasedBuilder):
     """Segment metadata of EPIC-KITCHENS-100 (or any folder in its layout, e.g. mini-kitchens)."""
 
     VERSION = datasets.Version("1.0.0")
     CARD = CARD_INFO
-
-    def _data_dir(self) -> Path:
-        if not self.config.data_dir:
-            raise ValueError("EpicKitchens100 needs data_dir= (the folder holding the EPIC_100_*.csv files)")
-        return Path(self.config.data_dir).expanduser().resolve()
+    DATA_DIR_HINT = "the folder holding the EPIC_100_*.csv files"
 
     def _info(self) -> datasets.DatasetInfo:
         root = self._data_dir()

@@ -31,7 +31,7 @@ from ..decoding import FileDecodeError
 from ..detections import CATEGORY_HAND, CATEGORY_OBJECT
 from ..errors import DataFormatError, SampleDecodeError
 from ..transforms import LayoutConfig
-from .common import find_file, read_json
+from .common import LocalDataBuilderMixin, find_file, read_json
 from .something_something_v2 import SomethingReader, read_label_map, ssv2_features, video_entries
 
 __all__ = ["SomethingElse", "SomethingElseReader", "CARD_INFO", "annotation_files", "fix_box"]
@@ -133,7 +133,7 @@ class SomethingElseConfig(datasets.BuilderConfig):
     """``name`` = split variant folder (``compositional``, ``shuffled``, ``one_class_compositional``...)."""
 
 
-class SomethingElse(datasets.GeneratorBasedBuilder):
+class SomethingElse(LocalDataBuilderMixin, datasets.GeneratorBasedBuilder):
     """Video metadata with ground-truth boxes (Something-Else)."""
 
     VERSION = datasets.Version("1.0.0")
@@ -141,11 +141,6 @@ class SomethingElse(datasets.GeneratorBasedBuilder):
     BUILDER_CONFIGS = [SomethingElseConfig(name="compositional")]
     DEFAULT_CONFIG_NAME = "compositional"
     CARD = CARD_INFO
-
-    def _data_dir(self) -> Path:
-        if not self.config.data_dir:
-            raise ValueError("SomethingElse needs data_dir=")
-        return Path(self.config.data_dir).expanduser().resolve()
 
     def _info(self) -> datasets.DatasetInfo:
         files = annotation_files(self._data_dir(), self.config.name)

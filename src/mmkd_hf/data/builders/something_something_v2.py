@@ -24,7 +24,7 @@ import torch
 from ..decoding import FileDecodeError, FolderFrames, FrameStore, VideoFrames, jpeg_size
 from ..errors import DataFormatError, SampleDecodeError
 from ..transforms import SampleReader
-from .common import find_file, read_json, require_file
+from .common import LocalDataBuilderMixin, find_file, read_json, require_file
 
 __all__ = ["SomethingSomethingV2", "SomethingReader", "CARD_INFO", "annotation_files", "template_to_class",
            "read_label_map", "ssv2_features"]
@@ -137,16 +137,11 @@ def video_entries(path: Path, class_index: dict[str, int], labelled: bool, root:
         }
 
 
-class SomethingSomethingV2(datasets.GeneratorBasedBuilder):
+class SomethingSomethingV2(LocalDataBuilderMixin, datasets.GeneratorBasedBuilder):
     """Video-level metadata of Something-Something v2."""
 
     VERSION = datasets.Version("1.0.0")
     CARD = CARD_INFO
-
-    def _data_dir(self) -> Path:
-        if not self.config.data_dir:
-            raise ValueError("SomethingSomethingV2 needs data_dir=")
-        return Path(self.config.data_dir).expanduser().resolve()
 
     def _info(self) -> datasets.DatasetInfo:
         labels = require_file(self._data_dir(), [LABELS_NAME], "Something-Something v2 labels file", SUBDIRS)
