@@ -230,3 +230,67 @@ def test_fit_full_dataset_weights_closed_form_two_processes_and_round_trip(teach
 def test_nan_teacher_weights_rejected(ensemble):
     with pytest.raises(ValueError, match="finite"):
         ensemble.set_teacher_weights({"verb": torch.tensor([float("nan"), 0, 0, 1.0]), "noun": torch.ones(4) / 4})
+
+
+class GatheringAccelerator(RecordingAccelerator):
+    """Process ``process_index`` of two for ``gather``: appends what the other process holds."""
+
+    def gather(self, tensor):
+        self.sent.append(tensor.clone())
+        return torch.cat([tensor, self.other.pop(0)]) if self.other else tensor
+
+
+def test_fit_calibration_scales_logits_by_the_nll_temperature_and_round_trips(teachers, tmp_path):
+    from mmkd_hf.evaluation.calibration import fit_temperature
+
+    ensemble = MultimodalTeacherEnsemble.from_teachers({"rgb": teachers["rgb"], "flow": teachers["flow"]})
+    items = _held_out_items(24)
+    full = _collate(items)
+    raw = ensemble(**full).logits
+    # Labels the ensemble gets right 5 times in 6: its small random logits are then under-confident (T < 1).
+    for head in HEADS:
+        labels = raw[head].argmax(-1)
+        labels[::6] = (labels[::6] + 1) % HEADS[head]
+        for i, item in enumerate(items):
+            item["labels"][head] = labels[i]
+    full = _collate(items)
+    loader = DataLoader(items, batch_size=5, collate_fn=_collate)
+
+    temperatures = ensemble.fit_calibration(loader)
+    assert ensemble.config.calibration_temperatures == temperatures
+    calibrated = ensemble(**full).logits
+    for head in HEADS:
+        expected = fit_temperature(raw[head].numpy(), full["labels"][head].numpy())
+        assert temperatures[head] == pytest.approx(expected, rel=1e-6)
+        assert temperatures[head] < 1.0
+        assert torch.allclose(calibrated[head], raw[head] / temperatures[head], atol=1e-6)
+        nll = torch.nn.functional.cross_entropy
+        assert nll(calibrated[head], full["labels"][head]) < nll(raw[head], full["labels"][head])
+    # Refitting starts from the uncalibrated logits (no compounding).
+    assert ensemble.fit_calibration(loader) == pytest.approx(temperatures)
+
+    # Two processes: each collects its strided shard, the logits are gathered -> the same temperatures.
+    rank1 = GatheringAccelerator(1)
+    ensemble.fit_calibration(loader, accelerator=rank1)
+    rank0 = GatheringAccelerator(0, rank1.sent)
+    two_process = ensemble.fit_calibration(loader, accelerator=rank0)
+    assert [t.shape[0] for t in rank0.sent] == [12, 12, 12, 12]
+    assert two_process == pytest.approx(temperatures, rel=1e-5)
+
+    ensemble.save_pretrained(tmp_path / "calibrated")
+    reloaded = AutoModel.from_pretrained(tmp_path / "calibrated")
+    assert reloaded.config.calibration_temperatures == pytest.approx(temperatures)
+    for head in HEADS:
+        assert torch.allclose(reloaded(**full).logits[head], calibrated[head], atol=1e-5)
+
+
+def test_calibration_temperatures_are_validated(teachers):
+    ensemble = MultimodalTeacherEnsemble.from_teachers({"rgb": teachers["rgb"]})
+    config = ensemble.config.to_dict()
+    for bad, match in (({"verb": 0.0}, "finite and > 0"), ({"verb": float("inf")}, "finite and > 0"),
+                       ({"action": 1.0}, "unknown head")):
+        with pytest.raises(ValueError, match=match):
+            type(ensemble.config).from_dict({**config, "calibration_temperatures": bad})
+    with pytest.raises(ValueError, match="labels"):
+        ensemble.fit_calibration([{k: v for k, v in make_batch().items() if k != "labels"}])
+    assert ensemble.config.calibration_temperatures == {}

@@ -152,6 +152,21 @@ def tiny_data(tmp_path_factory):
     return root
 
 
+def test_frame_sampler_options_reach_the_data_pipeline(tiny_data):
+    uniform = pipeline.PipelineData(parse_config(TINY + ["--data_dir", str(tiny_data)]))
+    strided = pipeline.PipelineData(parse_config(TINY + ["--data_dir", str(tiny_data), "--frame_sampler", "stride",
+                                                         "--frame_stride", "1"]))
+    (default_transform,) = pipeline.find_transforms(uniform.dataset("validation", ["rgb"], train=False))
+    (stride_transform,) = pipeline.find_transforms(strided.dataset("validation", ["rgb"], train=False))
+    assert default_transform.config.sampler == "uniform"  # mini-kitchens' default
+    assert (stride_transform.config.sampler, stride_transform.config.stride) == ("stride", 1)
+    # 4 consecutive frames from the middle of the segment instead of 4 spread over all of it
+    first = strided.dataset("validation", ["rgb"], train=False)[0]["pixel_values"]
+    assert not torch.equal(first, uniform.dataset("validation", ["rgb"], train=False)[0]["pixel_values"])
+    with pytest.raises(ValueError, match="frame_stride"):
+        parse_config(["--frame_stride", "0"])
+
+
 def _read_results(run_dir: Path) -> dict:
     return json.loads((run_dir / "results.json").read_text())
 

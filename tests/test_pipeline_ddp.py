@@ -27,7 +27,7 @@ def test_two_process_run_writes_loadable_models(tmp_path):
         "--mixed_precision", "no", "--dynamo_backend", "no", str(REPO / "train.py"),
         "--config", str(REPO / "configs" / "tiny-test.json"),
         "--data_dir", str(tmp_path / "mini-kitchens-tiny"), "--output_dir", str(tmp_path / "outputs"),
-        "--report_to", "none",
+        "--report_to", "none", "--calibrate_ensemble", "true",
     ]
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
@@ -41,6 +41,12 @@ def test_two_process_run_writes_loadable_models(tmp_path):
     num_validation = json.loads((tmp_path / "mini-kitchens-tiny" / ".complete").read_text())["segments"]["validation"]
     counts = {unit: metrics["num_samples"] for unit, metrics in results["models"].items()}
     assert set(counts.values()) == {num_validation}, counts
+    # the calibration temperatures are fit on the logits gathered from both processes' shards of the held-out split
+    ensemble = AutoModel.from_pretrained(run / "ensemble")
+    temperatures = ensemble.config.calibration_temperatures
+    assert set(temperatures) == {"verb", "noun"} and all(t > 0 for t in temperatures.values())
+    marker = json.loads((run / "stages" / "ensemble.done").read_text())
+    assert marker["calibration_temperatures"] == {h: round(t, 4) for h, t in temperatures.items()}
     student = AutoModel.from_pretrained(run / "student")
     assert student.config.heads == {"verb": 8, "noun": 10}
     assert not list(run.glob("**/*.tmp")), "a temporary file was left behind"

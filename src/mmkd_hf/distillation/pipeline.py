@@ -150,6 +150,16 @@ class PipelineConfig:
     )
     num_frames: Optional[int] = field(default=None, metadata=_help("Frames per clip (default: the preset's)."))
     image_size: Optional[int] = field(default=None, metadata=_help("Frame side after cropping (default: the preset's)."))
+    frame_sampler: Optional[str] = field(
+        default=None,
+        metadata={"help": "Frame sampler: 'uniform' (num_frames spread over the whole segment) or 'stride' "
+                          "(num_frames frame_stride apart at a random offset in training, centred in evaluation: "
+                          "a clip may cover part of a long segment). Default: the dataset's (EPIC stride, others "
+                          "and mini-kitchens uniform).", "choices": ["uniform", "stride"]},
+    )
+    frame_stride: Optional[int] = field(
+        default=None, metadata=_help("Frame interval of the stride sampler (default: the dataset's).")
+    )
     mini_kitchens_scale: str = field(
         default="default",
         metadata=_help("Size of the generated mini-kitchens dataset: 'default' (main job / benchmark) or 'tiny' "
@@ -202,6 +212,11 @@ class PipelineConfig:
         metadata={"help": "Combine teachers in logit space (the paper) or probability space.",
                   "choices": ["logits", "probs"]},
     )
+    calibrate_ensemble: bool = field(
+        default=False,
+        metadata=_help("Temperature-scale the ensemble per head on the held-out split (after the weights), so its "
+                       "targets carry calibrated confidence before the distillation temperature softens them."),
+    )
     temperature: float = field(default=2.0, metadata=_help("Distillation temperature T."))
     kd_weight: float = field(default=1.0, metadata=_help("Weight of the T²·KL distillation term."))
     ce_weight: float = field(
@@ -235,6 +250,10 @@ class PipelineConfig:
             raise ValueError(f"combine_space: expected logits or probs, given {self.combine_space!r}")
         if not 0.0 < self.held_out_fraction < 1.0:
             raise ValueError(f"held_out_fraction: expected a value in (0, 1), given {self.held_out_fraction}")
+        if self.frame_sampler not in (None, "uniform", "stride"):
+            raise ValueError(f"frame_sampler: expected uniform or stride, given {self.frame_sampler!r}")
+        if self.frame_stride is not None and self.frame_stride < 1:
+            raise ValueError(f"frame_stride: expected >= 1, given {self.frame_stride}")
         if self.mini_kitchens_scale not in ("default", "tiny"):
             raise ValueError(f"mini_kitchens_scale: expected 'default' or 'tiny', given {self.mini_kitchens_scale!r}")
         for name in ("teacher_batch_size", "student_batch_size", "eval_batch_size"):
@@ -681,6 +700,8 @@ class PipelineData:
             num_frames=cfg.frames,
             train=train,
             crop_size=cfg.size,
+            sampler=cfg.frame_sampler,
+            stride=cfg.frame_stride,
             audio=AudioConfig(**{**dict(cfg.model_preset.audio), "output_size": (cfg.size, cfg.size)}),
             seed=cfg.seed,
         )
@@ -1008,20 +1029,26 @@ class Runner:
             held_out_split_file=self.folder.split_file.name,
         )
         info: dict[str, Any] = {}
-        if cfg.weighting == "full-dataset":
+        if cfg.weighting == "full-dataset" or cfg.calibrate_ensemble:
             from accelerate import Accelerator
 
             accelerator = Accelerator()
             # Un-augmented views of the held-out part of the train split; each process takes a strided shard and
-            # the ensemble sums the per-teacher losses across processes.
+            # the ensemble sums the per-teacher losses (gathers the logits, for calibration) across processes.
             indices = list(self.held_out["held_out_indices"])[accelerator.process_index::accelerator.num_processes]
             held_out = torch.utils.data.Subset(self.data.dataset("train", cfg.teacher_list, train=False), indices)
             loader = torch.utils.data.DataLoader(held_out, batch_size=cfg.eval_batch_size, shuffle=False,
                                                  collate_fn=self.data.collator(), num_workers=cfg.num_workers)
             ensemble.to(accelerator.device)
-            weights = ensemble.fit_full_dataset_weights(_progress(loader, "fit ensemble weights"), accelerator=accelerator)
-            info["weights"] = {head: [round(float(w), 6) for w in value] for head, value in weights.items()}
-            _info(f"full-dataset weights (teacher order {list(cfg.teacher_list)}): {info['weights']}")
+            if cfg.weighting == "full-dataset":
+                weights = ensemble.fit_full_dataset_weights(_progress(loader, "fit ensemble weights"),
+                                                            accelerator=accelerator)
+                info["weights"] = {head: [round(float(w), 6) for w in value] for head, value in weights.items()}
+                _info(f"full-dataset weights (teacher order {list(cfg.teacher_list)}): {info['weights']}")
+            if cfg.calibrate_ensemble:
+                temperatures = ensemble.fit_calibration(_progress(loader, "calibrate ensemble"), accelerator=accelerator)
+                info["calibration_temperatures"] = {head: round(float(t), 4) for head, t in temperatures.items()}
+                _info(f"ensemble calibration temperatures: {info['calibration_temperatures']}")
         self.save_model(unit, ensemble.cpu(), {"role": "ensemble", "teachers": list(cfg.teacher_list),
                                                "weighting": cfg.weighting, **info})
         self.finish(unit, started, **info)

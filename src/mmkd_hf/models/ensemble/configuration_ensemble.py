@@ -33,6 +33,10 @@ class MultimodalTeacherEnsembleConfig(PreTrainedConfig):
             probabilities, returned as log-probabilities).
         held_out_split_file: where the held-out split used for the full-dataset fit is saved (recorded for
             provenance; optional).
+        calibration_temperatures: ``{head: T_c}``: the combined logits of ``head`` are divided by ``T_c`` (temperature
+            scaling of the ensemble, fit on the held-out split by :meth:`MultimodalTeacherEnsemble.fit_calibration`).
+            Absent heads are not rescaled. A weighted mean of teachers that disagree is under-confident; this
+            restores calibrated confidence before the targets are softened by the distillation temperature.
         teacher_order, head_order: the orders of ``teachers`` and ``heads``. ``config.json`` is written with sorted
             keys, which would reorder them (and the teacher axis of the weights); these lists are filled in and
             saved automatically and restore the order on load.
@@ -48,6 +52,7 @@ class MultimodalTeacherEnsembleConfig(PreTrainedConfig):
         weights_temperature: float = 1.0,
         combine_space: str = "logits",
         held_out_split_file: str | None = None,
+        calibration_temperatures: dict[str, float] | None = None,
         teacher_order: list[str] | None = None,
         head_order: list[str] | None = None,
         **kwargs,
@@ -76,6 +81,14 @@ class MultimodalTeacherEnsembleConfig(PreTrainedConfig):
         self.weights_temperature = float(weights_temperature)
         self.combine_space = combine_space
         self.held_out_split_file = held_out_split_file
+        calibration_temperatures = {str(h): float(t) for h, t in dict(calibration_temperatures or {}).items()}
+        unknown = [h for h in calibration_temperatures if h not in heads]
+        if unknown:
+            raise ValueError(f"calibration_temperatures names unknown head(s) {unknown}; heads are {list(heads)}")
+        bad = {h: t for h, t in calibration_temperatures.items() if not (t > 0 and t < float("inf"))}
+        if bad:
+            raise ValueError(f"calibration_temperatures must be finite and > 0, given {bad}")
+        self.calibration_temperatures = calibration_temperatures
         self.teacher_order = list(teachers)
         self.head_order = list(heads)
         super().__init__(**kwargs)

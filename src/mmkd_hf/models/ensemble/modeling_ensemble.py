@@ -410,6 +410,9 @@ class MultimodalTeacherEnsemble(PreTrainedModel):
             stacked = torch.stack([teacher_logits[modality][head] for modality in self.config.teachers], dim=1)
             weights = self._weights_for_head(head, stacked, labels)
             combined[head] = combine_teacher_logits(stacked, weights, self.config.combine_space)
+            calibration = (self.config.calibration_temperatures or {}).get(head)
+            if calibration is not None:
+                combined[head] = combined[head] / calibration
             used_weights[head] = weights
         return combined, used_weights
 
@@ -474,6 +477,62 @@ class MultimodalTeacherEnsemble(PreTrainedModel):
         if set_weighting:
             self.config.weighting = "full-dataset"
         return {head: value.clone() for head, value in self.teacher_weights().items()}
+
+    @torch.no_grad()
+    def fit_calibration(self, dataloader: Iterable[Mapping[str, Any]], accelerator=None) -> dict[str, float]:
+        """Temperature-scale the combined logits per head on a held-out split (after the weights are set).
+
+        Collects the ensemble's combined logits (current weighting, no calibration) and labels, gathers them across
+        processes, fits ``T_c`` per head minimising the NLL of ``softmax(logits / T_c)``
+        (:func:`mmkd_hf.evaluation.calibration.fit_temperature`) and stores them in
+        ``config.calibration_temperatures`` (saved with the config).
+
+        Args:
+            dataloader: held-out batches with ``labels`` (deterministic views, never seen by the teachers in
+                training). Sharded across processes like :meth:`fit_full_dataset_weights`.
+            accelerator: an ``accelerate.Accelerator`` or ``None`` (single process).
+
+        Returns:
+            ``{head: T_c}``.
+        """
+        from ...evaluation.calibration import fit_temperature
+
+        self.train(False)
+        device = self.device
+        if accelerator is not None and accelerator.num_processes > 1:
+            dataloader = shard_dataloader(dataloader, accelerator.process_index, accelerator.num_processes)
+        previous = self.config.calibration_temperatures
+        self.config.calibration_temperatures = {}
+        logits: dict[str, list[torch.Tensor]] = {head: [] for head in self.config.heads}
+        labels: dict[str, list[torch.Tensor]] = {head: [] for head in self.config.heads}
+        try:
+            for batch in dataloader:
+                if batch.get("labels") is None:
+                    raise ValueError("ensemble calibration needs labels in every held-out batch")
+                batch = _to_device(dict(batch), device)
+                batch_labels = batch.pop("labels")
+                combined, _ = self.combine(self.teacher_forward(batch), batch_labels)
+                for head in self.config.heads:
+                    if head not in batch_labels:
+                        raise ValueError(f"held-out batch labels lack head {head!r}; given {list(batch_labels)}")
+                    logits[head].append(combined[head].float())
+                    labels[head].append(batch_labels[head])
+        except BaseException:
+            self.config.calibration_temperatures = previous
+            raise
+        temperatures = {}
+        for head in self.config.heads:
+            if not logits[head]:
+                self.config.calibration_temperatures = previous
+                raise ValueError("ensemble calibration got no held-out batches")
+            head_logits, head_labels = torch.cat(logits[head]), torch.cat(labels[head])
+            if accelerator is not None and accelerator.num_processes > 1:
+                head_logits = accelerator.gather(head_logits.contiguous())
+                head_labels = accelerator.gather(head_labels.contiguous())
+            # log-probabilities (probs space) are fine: softmax is invariant to the per-row constant
+            temperatures[head] = fit_temperature(head_logits.cpu().numpy(), head_labels.cpu().numpy())
+        self.config.calibration_temperatures = temperatures
+        return dict(temperatures)
 
 
 def shard_dataloader(dataloader, process_index: int, num_processes: int):
