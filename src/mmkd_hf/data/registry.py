@@ -236,13 +236,14 @@ def render_dataset_card(name: str, splits: datasets.DatasetDict | None = None, t
     Args:
         name: dataset name (see :data:`DATASETS`).
         splits: prepared splits (row counts and features); None renders without them.
-        template_path: template file; defaults to ``hub_cards/dataset_card_template.md`` of the repository.
+        template_path: template file; defaults to ``hub_cards/dataset_card_template.md`` (shipped in the package as
+            ``mmkd_hf/hub/templates/``).
     """
     from huggingface_hub import DatasetCard, DatasetCardData
 
     info = dataset_card_info(name)
     if template_path is None:
-        template_path = Path(__file__).resolve().parents[3] / "hub_cards" / "dataset_card_template.md"
+        template_path = Path(__file__).resolve().parents[1] / "hub" / "templates" / "dataset_card_template.md"
     first = next(iter(splits.values())) if splits else None
     data = DatasetCardData(license=info["license"], pretty_name=info["pretty_name"],
                            task_categories=["video-classification"], tags=["egocentric", "multimodal", "mmkd-hf"])

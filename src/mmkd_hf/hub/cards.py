@@ -31,7 +31,8 @@ from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, ModelCard,
 from ..utils import atomic_write_text
 
 KINDS = ("student", "teacher", "ensemble", "baseline")
-TEMPLATE_DIR = Path(__file__).resolve().parents[3] / "hub_cards"
+# ``templates`` links to the repository's ``hub_cards/``; wheels carry the files themselves.
+TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 MODEL_CARD_TEMPLATE = "model_card_template.md"
 DATASET_CARD_TEMPLATE = "dataset_card_template.md"
 HUB_URL = "https://huggingface.co"
