@@ -47,6 +47,24 @@ def test_two_process_run_writes_loadable_models(tmp_path):
     assert set(temperatures) == {"verb", "noun"} and all(t > 0 for t in temperatures.values())
     marker = json.loads((run / "stages" / "ensemble.done").read_text())
     assert marker["calibration_temperatures"] == {h: round(t, 4) for h, t in temperatures.items()}
+    # ... and equal a one-process fit of the same teachers on the same held-out split (each sample counted once)
+    import torch
+
+    from mmkd_hf.distillation import pipeline
+    from mmkd_hf.models import MultimodalTeacherEnsemble
+
+    config = pipeline.parse_config(command[command.index("--config"):])
+    data = pipeline.PipelineData(config)
+    split = pipeline.load_or_make_held_out_split(pipeline.RunFolder(run), config, data.train_ids())
+    held_out = torch.utils.data.Subset(data.dataset("train", config.teacher_list, train=False),
+                                       split["held_out_indices"])
+    loader = torch.utils.data.DataLoader(held_out, batch_size=3, collate_fn=data.collator())
+    single = MultimodalTeacherEnsemble.from_teachers(
+        {m: AutoModel.from_pretrained(run / f"teacher-{m}") for m in config.teacher_list}, heads=data.heads)
+    weights = single.fit_full_dataset_weights(loader)
+    for head, value in ensemble.teacher_weights().items():
+        assert torch.allclose(value, weights[head], atol=1e-5), (head, value, weights[head])
+    assert single.fit_calibration(loader) == pytest.approx(temperatures, rel=1e-4)
     student = AutoModel.from_pretrained(run / "student")
     assert student.config.heads == {"verb": 8, "noun": 10}
     assert not list(run.glob("**/*.tmp")), "a temporary file was left behind"
