@@ -213,11 +213,11 @@ class PipelineConfig:
                   "choices": ["logits", "probs"]},
     )
     calibrate_ensemble: bool = field(
-        default=False,
+        default=True,
         metadata=_help("Temperature-scale the ensemble per head on the held-out split (after the weights), so its "
                        "targets carry calibrated confidence before the distillation temperature softens them."),
     )
-    temperature: float = field(default=2.0, metadata=_help("Distillation temperature T."))
+    temperature: float = field(default=1.0, metadata=_help("Distillation temperature T (the paper's default: 1)."))
     kd_weight: float = field(default=1.0, metadata=_help("Weight of the T²·KL distillation term."))
     ce_weight: float = field(
         default=1.0,
