@@ -67,9 +67,10 @@ RECIPE_FIELDS = {
     "common": ("dataset", "preset", "num_frames", "image_size", "seed", "weight_decay", "warmup_ratio",
                "max_grad_norm"),
     "teacher": ("teacher_epochs", "teacher_batch_size", "teacher_learning_rate", "layout_learning_rate"),
-    "ensemble": ("teachers", "weighting", "weights_temperature", "combine_space", "held_out_fraction"),
+    "ensemble": ("teachers", "weighting", "weights_temperature", "combine_space", "calibrate_ensemble",
+                 "held_out_fraction"),
     "student": ("teachers", "student_epochs", "student_batch_size", "student_learning_rate", "temperature",
-                "kd_weight", "ce_weight", "weighting", "weights_temperature", "combine_space"),
+                "kd_weight", "ce_weight", "weighting", "weights_temperature", "combine_space", "calibrate_ensemble"),
     "baseline": ("student_epochs", "baseline_epochs", "student_batch_size", "student_learning_rate"),
 }
 
