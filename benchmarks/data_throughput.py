@@ -7,15 +7,17 @@ then measures, for 16-frame 224x224 clips:
   ``worker_init_fn=dataloader_worker_init``) with 0 and 2 workers, RGB and RGB+flow, in training mode
   (random resize/crop + colour jitter) and evaluation mode. Each setting runs one warm-up epoch, then
   ``--repeats`` timed epochs (persistent workers; a timed epoch includes all prefetching);
-* the ceiling: decoding, in a tight loop on one thread, the JPEGs of the same number of clips (frame
-  numbers drawn by the same uniform sampler, flow frames mapped and de-duplicated like the pipeline),
-  bytes already in memory, no augmentation, with every decoder available (torchvision ``decode_jpeg``,
-  OpenCV ``imdecode``, Pillow); the **fastest** one is the ceiling. For the 2-worker rows a second ratio
-  uses the same decode loop run by 2 processes at once (the 2-core ceiling).
+* the ceiling, per modality set and mode: decoding, in a tight loop, the JPEGs the pipeline decodes for
+  the same number of clips (frame numbers drawn by the same sampler in the same mode, flow frames mapped
+  and de-duplicated like the pipeline), bytes already in memory, full frames, no augmentation, with every
+  decoder available (torchvision ``decode_jpeg``, OpenCV ``imdecode``, Pillow, simplejpeg if installed);
+  the **fastest** one is the ceiling. Like for like: 0 workers (one core) against that loop on one
+  thread, 2 workers against the same loop run by 2 processes at once (the 2-core ceiling).
 
 Best of the repeats for both pipeline and ceiling. Prints a table with ratio = pipeline / ceiling
 (target >= 0.7) and the load average, and writes ``benchmarks/results/data_throughput.json``.
-Usage: ``python benchmarks/data_throughput.py [--clips N] [--repeats R]``.
+Usage: ``python benchmarks/data_throughput.py [--clips N] [--repeats R] [--modalities rgb rgb+flow]
+[--modes train eval] [--workers 0 2]``.
 """
 
 from __future__ import annotations
@@ -90,13 +92,17 @@ def write_dataset(root: Path, videos: int = 2, frames: int = 160, seed: int = 0)
     return segments
 
 
-def ceiling_blobs(root: Path, segments, clips: int, with_flow: bool, frames_per_video: int = 160):
-    """Per clip: (RGB JPEG bytes, flow JPEG bytes) of the frames the pipeline would decode."""
+def ceiling_blobs(root: Path, segments, clips: int, with_flow: bool, train: bool, frames_per_video: int = 160):
+    """Per clip: (RGB JPEG bytes, flow JPEG bytes) of the frames the pipeline would decode.
+
+    Same sampler as the pipeline in that mode (random offsets in training, centres in evaluation), frame
+    numbers de-duplicated like ``FrameStore.read``: the same JPEGs per clip as the pipeline decodes.
+    """
     rng = np.random.default_rng(1)
     out = []
     for k in range(clips):
         sid, video, start, stop = segments[k % len(segments)]
-        numbers = np.unique(sample_indices("uniform", stop - start + 1, NUM_FRAMES, True, rng)[0] + start)
+        numbers = np.unique(sample_indices("uniform", stop - start + 1, NUM_FRAMES, train, rng)[0] + start)
         base = root / video[:3]
         rgb = [(base / "rgb_frames" / video / f"frame_{n:010d}.jpg").read_bytes() for n in numbers]
         flow = []
@@ -122,6 +128,12 @@ def _decode_pillow(blob: bytes, gray: bool):
 
 
 DECODERS = {"torchvision.decode_jpeg": _decode_torchvision, "cv2.imdecode": _decode_opencv, "PIL": _decode_pillow}
+try:  # any other libjpeg-turbo binding that is installed competes for the ceiling too
+    import simplejpeg
+
+    DECODERS["simplejpeg"] = lambda blob, gray: simplejpeg.decode_jpeg(blob, colorspace="GRAY" if gray else "RGB")
+except ImportError:
+    pass
 
 
 def _decode_loop(blobs_per_clip, decoder: str) -> float:
@@ -202,6 +214,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=48, help="clips per timed epoch / ceiling pass")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--modalities", nargs="+", default=["rgb", "rgb+flow"], choices=["rgb", "rgb+flow"])
+    parser.add_argument("--modes", nargs="+", default=["train", "eval"], choices=["train", "eval"])
+    parser.add_argument("--workers", nargs="+", type=int, default=[0, 2], choices=[0, 2])
     parser.add_argument("--default-malloc", action="store_true",
                         help="do not call keep_freed_memory() in the main process (workers always do)")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "data_throughput.json"))
@@ -214,43 +229,42 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root, cache = Path(tmp) / "epic", Path(tmp) / "cache"
         segments = write_dataset(root)
-        for with_flow in (False, True):
-            blobs = ceiling_blobs(root, segments, args.clips, with_flow)
-            rates = measure_ceilings(blobs, args.repeats)
-            fastest = max(rates, key=rates.get)
-            ceilings[with_flow] = {"decoders_clips_per_s": {k: round(v, 2) for k, v in rates.items()},
-                                   "fastest": fastest, "clips_per_s": rates[fastest],
-                                   "two_process_clips_per_s": ceiling_two_processes(blobs, fastest, args.repeats)}
-            print(f"ceiling {'rgb+flow' if with_flow else 'rgb'}: " +
-                  ", ".join(f"{k} {v:.1f}" for k, v in rates.items()) +
-                  f" clips/s; 2 processes ({fastest}) {ceilings[with_flow]['two_process_clips_per_s']:.1f}", flush=True)
-        for modalities in (("rgb",), ("rgb", "flow")):
-            ceil = ceilings["flow" in modalities]
-            for train in (True, False):
-                for workers in (0, 2):
+        for name in args.modalities:
+            modalities = tuple(name.split("+"))
+            for mode in args.modes:
+                train = mode == "train"
+                blobs = ceiling_blobs(root, segments, args.clips, "flow" in modalities, train)
+                rates = measure_ceilings(blobs, args.repeats)
+                fastest = max(rates, key=rates.get)
+                two = ceiling_two_processes(blobs, fastest, args.repeats) if 2 in args.workers else None
+                ceil = {"jpegs_per_clip": round(sum(len(r) + len(f) for r, f in blobs) / len(blobs), 2),
+                        "decoders_clips_per_s": {k: round(v, 2) for k, v in rates.items()},
+                        "fastest": fastest, "clips_per_s": round(rates[fastest], 2),
+                        "two_process_clips_per_s": None if two is None else round(two, 2)}
+                ceilings[f"{name} {mode}"] = ceil
+                print(f"ceiling {name} {mode} ({ceil['jpegs_per_clip']} JPEGs/clip): " +
+                      ", ".join(f"{k} {v:.1f}" for k, v in rates.items()) + " clips/s" +
+                      ("" if two is None else f"; 2 processes ({fastest}) {two:.1f}"), flush=True)
+                for workers in args.workers:
                     rate = pipeline(root, cache, list(modalities), train, workers, args.clips, args.repeats)
-                    row = {"modalities": "+".join(modalities), "mode": "train" if train else "eval",
-                           "workers": workers, "clips_per_s": round(rate, 2),
-                           "ceiling_clips_per_s": round(ceil["clips_per_s"], 2),
-                           "ratio": round(rate / ceil["clips_per_s"], 3),
+                    # like for like: 0 workers (one core) vs the 1-thread ceiling, 2 workers vs 2 processes
+                    reference = rates[fastest] if workers == 0 else two
+                    row = {"modalities": name, "mode": mode, "workers": workers, "clips_per_s": round(rate, 2),
+                           "ceiling": "1 thread" if workers == 0 else "2 processes",
+                           "ceiling_clips_per_s": round(reference, 2), "ratio": round(rate / reference, 3),
+                           "ratio_vs_1thread_ceiling": round(rate / rates[fastest], 3),
                            "loadavg_1min": round(os.getloadavg()[0], 2)}
-                    if workers == 2:
-                        row["ceiling_2proc_clips_per_s"] = round(ceil["two_process_clips_per_s"], 2)
-                        row["ratio_vs_2proc_ceiling"] = round(rate / ceil["two_process_clips_per_s"], 3)
                     rows.append(row)
-                    extra = (f"  (2-process ceiling {row['ceiling_2proc_clips_per_s']:6.2f}, ratio "
-                             f"{row['ratio_vs_2proc_ceiling']:.2f})" if workers == 2 else "")
-                    print(f"{row['modalities']:>9} {row['mode']:>5} workers={workers}  {row['clips_per_s']:7.2f} clips/s  "
-                          f"ceiling {row['ceiling_clips_per_s']:7.2f}  ratio {row['ratio']:.2f}{extra}  "
-                          f"load {row['loadavg_1min']}", flush=True)
+                    print(f"{name:>9} {mode:>5} workers={workers}  {rate:7.2f} clips/s  vs {row['ceiling']} ceiling "
+                          f"{reference:7.2f}: ratio {row['ratio']:.2f}  load {row['loadavg_1min']}", flush=True)
     result = {
         "benchmark": "data_throughput",
         "clip": f"{NUM_FRAMES} frames, 224x224 crop from {WIDTH}x{HEIGHT} JPEGs",
-        "pipeline_decoder": "torchvision.decode_jpeg",
-        "ceiling": ("fastest of torchvision.decode_jpeg / cv2.imdecode / PIL decoding the same number of JPEGs per "
-                    "clip (bytes in memory), 1 thread, no augmentation; 2-process variant for the 2-worker rows"),
-        "ceilings": {("rgb+flow" if k else "rgb"): {kk: (round(vv, 2) if isinstance(vv, float) else vv)
-                                                   for kk, vv in v.items()} for k, v in ceilings.items()},
+        "pipeline_decoder": "cv2.imdecode (OpenCV, libjpeg-turbo)",
+        "ceiling": ("fastest of " + " / ".join(DECODERS) + " decoding the JPEGs the pipeline decodes per clip (same "
+                    "sampler and mode; bytes in memory), tight loop, no augmentation; 1 thread for 0 workers, the "
+                    "same loop in 2 processes for 2 workers (ratio = pipeline / that ceiling)"),
+        "ceilings": ceilings,
         "target_ratio": 0.7,
         "main_process_keep_freed_memory": kept,
         "clips_per_epoch": args.clips,

@@ -7,6 +7,8 @@ from typing import Any, Iterable, Sequence
 
 import torch
 
+from .transforms import batch_buffer
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["MultimodalCollator", "TENSOR_KEYS"]
@@ -74,12 +76,13 @@ class MultimodalCollator:
             if tensor.shape != reference:
                 raise ValueError(f"{key}: sample {sample!r} has shape {tuple(tensor.shape)}, expected "
                                  f"{tuple(reference)} (as sample {ids[0]!r})")
-        if torch.utils.data.get_worker_info() is not None:
-            # Inside a DataLoader worker: stack straight into shared memory, so the batch is not copied
-            # a second time when it is sent to the main process.
-            out = tensors[0].new_empty((len(tensors), *reference)).share_memory_()
-            return torch.stack(tensors, out=out)
-        return torch.stack(tensors)
+        adjacent = _adjacent_view(tensors)
+        if adjacent is not None:
+            return adjacent  # the items were written side by side into one batch buffer: no copy
+        # Inside a DataLoader worker: straight into shared memory, so the batch is not copied a second
+        # time when it is sent to the main process; in the main process a big batch reuses a freed buffer.
+        out = batch_buffer((len(tensors), *reference), tensors[0].dtype)
+        return torch.stack(tensors, out=out)
 
     @staticmethod
     def _stack_dict(key: str, values: list[dict], ids: list[str]) -> dict[str, torch.Tensor]:
@@ -96,3 +99,23 @@ class MultimodalCollator:
             else:
                 out[head] = MultimodalCollator._stack(f"{key}.{head}", column, ids).float()
         return out
+
+
+def _adjacent_view(tensors: Sequence[torch.Tensor]) -> torch.Tensor | None:
+    """``torch.stack(tensors)`` as a view, when the tensors already lie back to back in one storage.
+
+    True for the items of one ``MultimodalTransform`` batch (each written into its slot of one batch
+    buffer): the result shares their memory instead of copying it. Anything else (other storages, gaps,
+    other order, non-contiguous items) returns None.
+    """
+    first = tensors[0]
+    if len(tensors) < 2 or not first.is_contiguous() or first.numel() == 0:
+        return None
+    storage = first.untyped_storage()
+    base, step = first.storage_offset(), first.numel()
+    for i, tensor in enumerate(tensors):
+        if (tensor.dtype != first.dtype or tensor.device != first.device or not tensor.is_contiguous()
+                or tensor.untyped_storage().data_ptr() != storage.data_ptr()
+                or tensor.storage_offset() != base + i * step):
+            return None
+    return first.new_empty(0).set_(storage, base, (len(tensors), *first.shape))

@@ -3,8 +3,10 @@
 Every function raises :class:`~mmkd_hf.data.errors.FileDecodeError` naming the file; the transform adds
 the sample id. Frame numbers are **1-based** everywhere (EPIC ``frame_%010d.jpg``, SSv2 ``%04d.jpg``).
 
-Frames are read as raw bytes and decoded by ``torchvision.io.decode_jpeg`` (libjpeg-turbo) into uint8
-``[N, C, H, W]`` tensors stored channels-last; duplicated indices are decoded once.
+Frames are read as raw bytes and decoded by OpenCV's ``imdecode`` (libjpeg-turbo; the fastest full-frame
+decoder here, bit-identical to ``torchvision.io.decode_jpeg``, which is the fallback and the source of
+error messages) into uint8 ``[N, C, H, W]`` tensors stored channels-last; duplicated indices are decoded
+once.
 """
 
 from __future__ import annotations
@@ -23,6 +25,16 @@ from torchvision.io import ImageReadMode, decode_jpeg
 
 from .errors import FileDecodeError
 
+try:  # OpenCV >= 4.10 decodes straight to RGB
+    import cv2
+
+    _CV2_FLAGS: dict[bool, int] | None = {
+        False: cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION,
+        True: cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION,
+    }
+except (ImportError, AttributeError):  # pragma: no cover - older OpenCV: torchvision decodes
+    _CV2_FLAGS = None
+
 __all__ = [
     "FrameStore",
     "FolderFrames",
@@ -35,27 +47,52 @@ __all__ = [
 ]
 
 
-def decode_jpeg_bytes(blobs: Sequence[bytes], paths: Sequence[str], gray: bool = False) -> torch.Tensor:
+def _decode_torchvision(blob, path: str, gray: bool) -> torch.Tensor:
+    data = torch.frombuffer(blob if isinstance(blob, bytearray) else bytearray(blob), dtype=torch.uint8)
+    try:
+        image = decode_jpeg(data, mode=ImageReadMode.GRAY if gray else ImageReadMode.RGB)
+    except RuntimeError as exc:
+        raise FileDecodeError(path, f"corrupt JPEG ({str(exc).splitlines()[0]})") from None
+    return image.permute(1, 2, 0)
+
+
+def _decode_one(blob, path: str, gray: bool) -> torch.Tensor:
+    """One JPEG to uint8 ``[H, W, C]`` (EXIF orientation ignored, as ``decode_jpeg``)."""
+    if len(blob) < 4 or blob[0] != 0xFF or blob[1] != 0xD8:
+        raise FileDecodeError(path, "not a JPEG file (missing SOI marker)")
+    if _CV2_FLAGS is None:
+        return _decode_torchvision(blob, path, gray)
+    image = cv2.imdecode(np.frombuffer(blob, dtype=np.uint8), _CV2_FLAGS[gray])
+    if image is None:  # OpenCV returns None on any error: torchvision names it (or decodes what it can)
+        return _decode_torchvision(blob, path, gray)
+    return torch.from_numpy(image[:, :, None] if image.ndim == 2 else image)
+
+
+def decode_jpeg_bytes(
+    blobs: Sequence[bytes], paths: Sequence[str], gray: bool = False, order: Sequence[int] | np.ndarray | None = None
+) -> torch.Tensor:
     """Decode a batch of JPEG byte strings to uint8 ``[N, C, H, W]`` (C = 1 if ``gray`` else 3).
 
-    The result is channels-last in memory (each frame stored as H x W x C, the decoder's own layout),
+    RGB results are channels-last in memory (each frame stored as H x W x C, the decoder's own layout),
     which is what the uint8 resize kernels are fastest on; its shape is the usual ``[N, C, H, W]``.
+    Grey results are plain contiguous ``[N, 1, H, W]``.
+
+    Args:
+        order: optional indices into ``blobs``: frame ``i`` of the result is ``blobs[order[i]]`` (each
+            blob is decoded once; repeated indices are copies). None = ``range(len(blobs))``.
     """
-    mode = ImageReadMode.GRAY if gray else ImageReadMode.RGB
-    images = []
-    for blob, path in zip(blobs, paths):
-        if len(blob) < 4 or blob[0] != 0xFF or blob[1] != 0xD8:
-            raise FileDecodeError(path, "not a JPEG file (missing SOI marker)")
-        data = torch.frombuffer(blob if isinstance(blob, bytearray) else bytearray(blob), dtype=torch.uint8)
-        try:
-            images.append(decode_jpeg(data, mode=mode))
-        except RuntimeError as exc:
-            raise FileDecodeError(path, f"corrupt JPEG ({str(exc).splitlines()[0]})") from None
+    images = [_decode_one(blob, path, gray) for blob, path in zip(blobs, paths)]
     shapes = {tuple(im.shape) for im in images}
     if len(shapes) > 1:
-        raise FileDecodeError(paths[0], f"frames of one clip have different sizes: {sorted(shapes)}")
-    # decode_jpeg returns [C, H, W] views of H x W x C buffers: stacking those buffers is a plain copy
-    return torch.stack([im.permute(1, 2, 0) for im in images]).permute(0, 3, 1, 2)
+        raise FileDecodeError(paths[0], f"frames of one clip have different sizes: "
+                                        f"{sorted((h, w) for h, w, _ in shapes)}")
+    if order is not None:
+        images = [images[int(i)] for i in np.asarray(order).reshape(-1)]
+    # one copy of each (H, W, C) frame into the [N, H, W, C] result
+    stacked = torch.stack(images)
+    if gray:  # [N, 1, H, W] with plain strides (else torch.cat of u and v would interleave them)
+        return stacked[..., 0].unsqueeze(1)
+    return stacked.permute(0, 3, 1, 2)
 
 
 def jpeg_size(path: str | os.PathLike) -> tuple[int, int]:
@@ -89,11 +126,8 @@ class FrameStore:
         numbers = np.asarray(numbers, dtype=np.int64).reshape(-1)
         unique, inverse = np.unique(numbers, return_inverse=True)
         blobs = [self.read_bytes(int(n)) for n in unique]
-        decoded = decode_jpeg_bytes(blobs, [self.describe(int(n)) for n in unique], gray=gray)
-        if len(unique) == len(numbers) and np.array_equal(unique, numbers):
-            return decoded  # sorted, no duplicates: nothing to gather
-        frames_hwc = decoded.permute(0, 2, 3, 1)  # contiguous N x H x W x C: index_select copies whole frames
-        return frames_hwc.index_select(0, torch.from_numpy(inverse.reshape(-1))).permute(0, 3, 1, 2)
+        # each distinct frame decoded once, then copied straight to every position that shows it
+        return decode_jpeg_bytes(blobs, [self.describe(int(n)) for n in unique], gray=gray, order=inverse)
 
 
 class FolderFrames(FrameStore):
@@ -102,9 +136,10 @@ class FolderFrames(FrameStore):
     def __init__(self, folder: str | os.PathLike, pattern: str):
         self.folder = Path(folder)
         self.pattern = pattern
+        self._prefix = os.path.join(str(self.folder), "")  # describe() is called per frame: no pathlib there
 
     def describe(self, number: int) -> str:
-        return str(self.folder / (self.pattern % number))
+        return self._prefix + self.pattern % number
 
     def read_bytes(self, number: int) -> bytes:
         path = self.describe(number)
