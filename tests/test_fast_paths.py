@@ -271,3 +271,33 @@ def test_worker_batches_are_built_in_shared_memory(tiny_epic, data_cache):
     batch = next(iter(loader))
     assert batch["built_in_shared_memory"] is True  # written there by the transform: nothing copied to send it
     assert torch.equal(batch["pixel_values"], reference)
+
+
+def test_transform_configures_its_dataloader_worker_once(monkeypatch):
+    """Inside a worker the first call sets one compute thread (torch and OpenCV), once per process."""
+    import types
+
+    import cv2
+
+    from mmkd_hf.data import transforms
+
+    calls, worker_init = [], transforms.dataloader_worker_init
+    monkeypatch.setattr(transforms, "_CONFIGURED_WORKER_PID", None)
+    monkeypatch.setattr(transforms, "dataloader_worker_init", lambda worker_id: calls.append(worker_id))
+    monkeypatch.setattr(torch.utils.data, "get_worker_info", lambda: None)
+    transforms._configure_worker_once()
+    assert calls == []  # the main process is left alone
+    monkeypatch.setattr(torch.utils.data, "get_worker_info", lambda: types.SimpleNamespace(id=3))
+    transforms._configure_worker_once()
+    transforms._configure_worker_once()
+    assert calls == [3]
+
+    threads = torch.get_num_threads(), cv2.getNumThreads()
+    try:
+        torch.set_num_threads(2)
+        cv2.setNumThreads(2)
+        worker_init(0)
+        assert (torch.get_num_threads(), cv2.getNumThreads()) == (1, 1)
+    finally:
+        torch.set_num_threads(threads[0])
+        cv2.setNumThreads(threads[1])

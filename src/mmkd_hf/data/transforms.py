@@ -625,6 +625,12 @@ class MultimodalTransform:
         self._draws = 0
 
     # ---- rng: deterministic in evaluation, fresh per access (and per worker/epoch) in training
+    def reset_draw_counter(self) -> None:
+        """Forget how many training items were drawn: the next draw of row ``i`` then depends only on the seed,
+        ``i`` and torch's current seed (the pipeline's ``EpochSeededDataset`` calls this per item, after seeding
+        torch from ``(seed, epoch, index)``, so a resumed run redraws the same augmentations)."""
+        self._draws = 0
+
     def _rng(self, row: dict) -> np.random.Generator:
         index = int(row.get("index", 0) or 0)
         if not self.config.train:
@@ -633,6 +639,7 @@ class MultimodalTransform:
         return np.random.default_rng([self.config.seed, torch.initial_seed() % (2**63), index, self._draws])
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        _configure_worker_once()
         n = len(next(iter(batch.values())))
         slots = self._batch_slots(n)
         items = [self.process_row({k: v[i] for k, v in batch.items()}, slots[i]) for i in range(n)]
@@ -871,6 +878,22 @@ def keep_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 256 
         return False
     m_trim_threshold, m_mmap_threshold = -1, -3
     return bool(mallopt(m_mmap_threshold, int(mmap_threshold)) and mallopt(m_trim_threshold, int(trim_threshold)))
+
+
+_CONFIGURED_WORKER_PID: int | None = None
+
+
+def _configure_worker_once() -> None:
+    """Inside a ``DataLoader`` worker, apply :func:`dataloader_worker_init` once per process, so every loader
+    (the Trainer's too, which takes no ``worker_init_fn`` from us) gets one compute thread per worker."""
+    global _CONFIGURED_WORKER_PID
+    if _CONFIGURED_WORKER_PID == os.getpid():
+        return
+    info = torch.utils.data.get_worker_info()
+    if info is None:
+        return
+    dataloader_worker_init(info.id)
+    _CONFIGURED_WORKER_PID = os.getpid()
 
 
 def dataloader_worker_init(worker_id: int) -> None:

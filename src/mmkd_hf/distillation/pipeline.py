@@ -477,10 +477,10 @@ class EpochSeededDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int):
         for transform in find_transforms(self.dataset):
-            if hasattr(transform, "_draws"):
+            if hasattr(transform, "reset_draw_counter"):
                 # mmkd_hf.data's train RNG also counts accesses; reset it so an item's draw depends on
                 # (seed, epoch, index) only (the torch seed set below), as a resumed run needs.
-                transform._draws = 0
+                transform.reset_draw_counter()
         with isolated_rng(self.item_seed(index)):
             return self.dataset[index]
 
