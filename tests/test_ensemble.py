@@ -233,18 +233,28 @@ def test_nan_teacher_weights_rejected(ensemble):
 
 
 class GatheringAccelerator(RecordingAccelerator):
-    """Process ``process_index`` of two for ``gather``: appends what the other process holds."""
+    """Process ``process_index`` of two for ``gather`` (equal shapes, rank order) and ``pad_across_processes``:
+    ``other`` holds what the other process sends, in call order."""
+
+    def pad_across_processes(self, tensor, dim=0):
+        size = max(tensor.shape[0], self.other_rows)
+        return torch.cat([tensor, tensor.new_zeros(size - tensor.shape[0], *tensor.shape[1:])])
 
     def gather(self, tensor):
         self.sent.append(tensor.clone())
-        return torch.cat([tensor, self.other.pop(0)]) if self.other else tensor
+        if not self.other:
+            return tensor
+        other = self.other.pop(0)
+        assert other.shape == tensor.shape, "gather needs equal shapes on every process"
+        parts = [tensor, other] if self.process_index == 0 else [other, tensor]
+        return torch.cat(parts)
 
 
 def test_fit_calibration_scales_logits_by_the_nll_temperature_and_round_trips(teachers, tmp_path):
     from mmkd_hf.evaluation.calibration import fit_temperature
 
     ensemble = MultimodalTeacherEnsemble.from_teachers({"rgb": teachers["rgb"], "flow": teachers["flow"]})
-    items = _held_out_items(24)
+    items = _held_out_items(25)
     full = _collate(items)
     raw = ensemble(**full).logits
     # Labels the ensemble gets right 5 times in 6: its small random logits are then under-confident (T < 1).
@@ -269,12 +279,15 @@ def test_fit_calibration_scales_logits_by_the_nll_temperature_and_round_trips(te
     # Refitting starts from the uncalibrated logits (no compounding).
     assert ensemble.fit_calibration(loader) == pytest.approx(temperatures)
 
-    # Two processes: each collects its strided shard, the logits are gathered -> the same temperatures.
+    # Two processes: each collects its strided shard (13 and 12 samples), the logits are padded, gathered and
+    # trimmed -> the same temperatures.
     rank1 = GatheringAccelerator(1)
+    rank1.other_rows = 13
     ensemble.fit_calibration(loader, accelerator=rank1)
     rank0 = GatheringAccelerator(0, rank1.sent)
+    rank0.other_rows = 12
     two_process = ensemble.fit_calibration(loader, accelerator=rank0)
-    assert [t.shape[0] for t in rank0.sent] == [12, 12, 12, 12]
+    assert [t.shape[0] for t in rank0.sent] == [1, 13, 1, 13, 1, 13, 1, 13]  # counts, padded logits, labels
     assert two_process == pytest.approx(temperatures, rel=1e-5)
 
     ensemble.save_pretrained(tmp_path / "calibrated")

@@ -527,12 +527,23 @@ class MultimodalTeacherEnsemble(PreTrainedModel):
                 raise ValueError("ensemble calibration got no held-out batches")
             head_logits, head_labels = torch.cat(logits[head]), torch.cat(labels[head])
             if accelerator is not None and accelerator.num_processes > 1:
-                head_logits = accelerator.gather(head_logits.contiguous())
-                head_labels = accelerator.gather(head_labels.contiguous())
+                head_logits = gather_rows(accelerator, head_logits)
+                head_labels = gather_rows(accelerator, head_labels)
             # log-probabilities (probs space) are fine: softmax is invariant to the per-row constant
             temperatures[head] = fit_temperature(head_logits.cpu().numpy(), head_labels.cpu().numpy())
         self.config.calibration_temperatures = temperatures
         return dict(temperatures)
+
+
+def gather_rows(accelerator, tensor: torch.Tensor) -> torch.Tensor:
+    """Concatenate every process's ``tensor`` along dim 0, whatever each one's row count (shards of a split
+    differ by one when it does not divide evenly; ``accelerator.gather`` needs equal shapes)."""
+    count = torch.tensor([tensor.shape[0]], device=tensor.device)
+    counts = accelerator.gather(count).tolist()
+    padded = accelerator.pad_across_processes(tensor.contiguous(), dim=0)
+    gathered = accelerator.gather(padded)
+    width = padded.shape[0]
+    return torch.cat([gathered[i * width: i * width + int(n)] for i, n in enumerate(counts)])
 
 
 def shard_dataloader(dataloader, process_index: int, num_processes: int):
