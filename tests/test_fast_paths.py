@@ -6,7 +6,6 @@ step-by-step jitter in float64; batch buffers + the collator's zero-copy path vs
 """
 
 import io
-import math
 
 import numpy as np
 import pytest
@@ -26,35 +25,13 @@ from mmkd_hf.data.transforms import (
     apply_to_frames,
     batch_buffer,
 )
-
-YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], dtype=torch.float64)
+from test_data_transforms import _stepwise_jitter  # the float64 step-by-step jitter reference
 
 
 def _smooth(rng: np.random.Generator, h: int, w: int, c: int = 3) -> np.ndarray:
     low = torch.from_numpy(rng.integers(0, 256, (1, c, h // 8 + 2, w // 8 + 2)).astype(np.float32))
     img = torch.nn.functional.interpolate(low, size=(h, w), mode="bicubic")[0].permute(1, 2, 0).numpy()
     return np.clip(img + rng.normal(0, 12, img.shape), 0, 255).astype(np.uint8)
-
-
-def _reference_jitter(frames: torch.Tensor, jitter) -> torch.Tensor:
-    """torchvision's float blends one step at a time in float64 (clamped), hue as a YIQ chroma rotation."""
-    order, b, c, s, hue = jitter
-    x = frames.double()
-    grey = lambda v: 0.299 * v[:, 0:1] + 0.587 * v[:, 1:2] + 0.114 * v[:, 2:3]
-    for op in order:
-        if op == 0:
-            x = (x * b).clamp(0, 1)
-        elif op == 1:
-            m = grey(x).mean(dim=(1, 2, 3), keepdim=True)
-            x = (x * c + m * (1 - c)).clamp(0, 1)
-        elif op == 2:
-            x = (x * s + grey(x) * (1 - s)).clamp(0, 1)
-        elif hue != 0.0:
-            th = 2 * math.pi * hue
-            rot = torch.tensor([[1, 0, 0], [0, math.cos(th), -math.sin(th)], [0, math.sin(th), math.cos(th)]],
-                               dtype=torch.float64)
-            x = torch.einsum("ij,tjhw->tihw", torch.linalg.inv(YIQ) @ rot @ YIQ, x).clamp(0, 1)
-    return x.float()
 
 
 def _reference_apply(frames: torch.Tensor, params, kind: str) -> torch.Tensor:
@@ -75,7 +52,7 @@ def _reference_apply(frames: torch.Tensor, params, kind: str) -> torch.Tensor:
             resized = resized.flip(-1)
         clip = resized.contiguous().float() / 255.0
         if kind == "rgb" and params.jitter is not None:
-            clip = _reference_jitter(clip, params.jitter)
+            clip = _stepwise_jitter(clip, params.jitter)
         if kind == "flow" and params.flip:
             clip[:, 0] = 1.0 - clip[:, 0]
         out.append(clip)
@@ -192,7 +169,7 @@ def test_plane_jitter_from_uint8_matches_stepwise_blends(seed):
     jitter = (order, *(float(v) for v in rng.uniform(0.6, 1.4, 3)), 0.0 if seed % 4 == 0 else float(rng.uniform(-0.1, 0.1)))
     x = frames.float()  # uint8 values, the division by 255 folded into the jitter
     _jitter_planes(x, jitter, 1.0 / 255.0)
-    reference = _reference_jitter(frames.float() / 255.0, jitter)
+    reference = _stepwise_jitter(frames.float() / 255.0, jitter)
     assert x.min() >= 0 and x.max() <= 1
     assert torch.allclose(x, reference, atol=2e-6, rtol=0), (jitter, (x - reference).abs().max())
 
