@@ -290,6 +290,20 @@ def test_fit_calibration_scales_logits_by_the_nll_temperature_and_round_trips(te
     assert [t.shape[0] for t in rank0.sent] == [1, 13, 1, 13, 1, 13, 1, 13]  # counts, padded logits, labels
     assert two_process == pytest.approx(temperatures, rel=1e-5)
 
+    # One pass of the teachers serves both fits: with collected logits neither fit runs a teacher again.
+    held_out = ensemble.collect_held_out_logits(loader)
+    assert held_out.logits["verb"].shape == (25, 2, HEADS["verb"]) and torch.equal(held_out.labels["noun"],
+                                                                                     full["labels"]["noun"])
+    weights = ensemble.fit_full_dataset_weights(loader, set_weighting=False)
+    forward = ensemble.teacher_forward
+    ensemble.teacher_forward = lambda batch: pytest.fail("a teacher ran again")
+    try:
+        from_collected = ensemble.fit_full_dataset_weights(held_out=held_out, set_weighting=False)
+        assert all(torch.allclose(from_collected[h], weights[h]) for h in HEADS)
+        assert ensemble.fit_calibration(held_out=held_out) == pytest.approx(temperatures)
+    finally:
+        ensemble.teacher_forward = forward
+
     ensemble.save_pretrained(tmp_path / "calibrated")
     reloaded = AutoModel.from_pretrained(tmp_path / "calibrated")
     assert reloaded.config.calibration_temperatures == pytest.approx(temperatures)

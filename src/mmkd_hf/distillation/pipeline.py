@@ -1040,13 +1040,15 @@ class Runner:
             loader = torch.utils.data.DataLoader(held_out, batch_size=cfg.eval_batch_size, shuffle=False,
                                                  collate_fn=self.data.collator(), num_workers=cfg.num_workers)
             ensemble.to(accelerator.device)
+            # one pass of the teachers over the held-out split serves both fits
+            held_out_logits = ensemble.collect_held_out_logits(_progress(loader, "teachers on the held-out split"),
+                                                               accelerator=accelerator)
             if cfg.weighting == "full-dataset":
-                weights = ensemble.fit_full_dataset_weights(_progress(loader, "fit ensemble weights"),
-                                                            accelerator=accelerator)
+                weights = ensemble.fit_full_dataset_weights(held_out=held_out_logits, accelerator=accelerator)
                 info["weights"] = {head: [round(float(w), 6) for w in value] for head, value in weights.items()}
                 _info(f"full-dataset weights (teacher order {list(cfg.teacher_list)}): {info['weights']}")
             if cfg.calibrate_ensemble:
-                temperatures = ensemble.fit_calibration(_progress(loader, "calibrate ensemble"), accelerator=accelerator)
+                temperatures = ensemble.fit_calibration(held_out=held_out_logits, accelerator=accelerator)
                 info["calibration_temperatures"] = {head: round(float(t), 4) for head, t in temperatures.items()}
                 _info(f"ensemble calibration temperatures: {info['calibration_temperatures']}")
         self.save_model(unit, ensemble.cpu(), {"role": "ensemble", "teachers": list(cfg.teacher_list),

@@ -249,6 +249,15 @@ def _to_device(value: Any, device: torch.device) -> Any:
     return value
 
 
+@dataclass
+class HeldOutLogits:
+    """This process's share of a held-out split, as the teachers see it: per head, the stacked teacher logits
+    ``[B, N, C]`` (teacher order, float32, CPU) and the labels ``[B]``."""
+
+    logits: dict[str, torch.Tensor]
+    labels: dict[str, torch.Tensor]
+
+
 class MultimodalTeacherEnsemble(PreTrainedModel):
     """Frozen per-modality teachers combined per head (spec §6.1-6.2).
 
@@ -435,38 +444,69 @@ class MultimodalTeacherEnsemble(PreTrainedModel):
     # -- full-dataset weights ----------------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def fit_full_dataset_weights(
-        self, dataloader: Iterable[Mapping[str, Any]], accelerator=None, set_weighting: bool = True
-    ) -> dict[str, torch.Tensor]:
-        """Fit ``softmin(mean CE / τ_w)`` per head on a held-out split and store it in the weight buffers.
+    def collect_held_out_logits(self, dataloader: Iterable[Mapping[str, Any]], accelerator=None) -> "HeldOutLogits":
+        """Run every teacher once over this process's shard of a held-out split; keep the logits on the CPU.
+
+        The result feeds :meth:`fit_full_dataset_weights` and :meth:`fit_calibration` (``held_out=``), so fitting
+        both costs one pass over the data.
 
         Args:
             dataloader: batches of the held-out split (deterministic, un-augmented views), with ``labels``. With an
                 ``accelerator`` of several processes and a plain ``torch.utils.data.DataLoader``, each process
-                iterates a disjoint strided shard of its dataset (every sample counted once) and the per-teacher
-                sums are summed across processes; any other iterable is taken as already sharded per process.
+                iterates a disjoint strided shard of its dataset (every sample counted once); any other iterable is
+                taken as already sharded per process.
             accelerator: an ``accelerate.Accelerator`` or ``None`` (single process).
-            set_weighting: also set ``config.weighting = "full-dataset"``.
 
-        Returns:
-            ``{head: [N] weights}`` (identical on every process).
+        Raises:
+            ValueError: a batch without labels, or without a label for one of the heads.
         """
         self.train(False)
         device = self.device
         if accelerator is not None and accelerator.num_processes > 1:
             dataloader = shard_dataloader(dataloader, accelerator.process_index, accelerator.num_processes)
-        accumulators = {head: FullDatasetWeightAccumulator(len(self.config.teachers)) for head in self.config.heads}
+        num_teachers = len(self.config.teachers)
+        logits: dict[str, list[torch.Tensor]] = {head: [] for head in self.config.heads}
+        labels: dict[str, list[torch.Tensor]] = {head: [] for head in self.config.heads}
         for batch in dataloader:
-            labels = batch.get("labels")
-            if labels is None:
-                raise ValueError("full-dataset weighting needs labels in every held-out batch")
+            if batch.get("labels") is None:
+                raise ValueError("fitting on the held-out split needs labels in every held-out batch")
             batch = _to_device(dict(batch), device)
+            batch_labels = batch.pop("labels")
             teacher_logits = self.teacher_forward(batch)
-            for head, accumulator in accumulators.items():
-                if head not in batch["labels"]:
-                    raise ValueError(f"held-out batch labels lack head {head!r}; given {list(batch['labels'])}")
+            for head in self.config.heads:
+                if head not in batch_labels:
+                    raise ValueError(f"held-out batch labels lack head {head!r}; given {list(batch_labels)}")
                 stacked = torch.stack([teacher_logits[m][head] for m in self.config.teachers], dim=1)
-                accumulator.update(stacked, batch["labels"][head])
+                logits[head].append(stacked.float().cpu())
+                labels[head].append(batch_labels[head].cpu())
+        if not any(labels.values()):  # an empty shard (e.g. fewer held-out samples than processes)
+            return HeldOutLogits(logits={head: torch.empty(0, num_teachers, n) for head, n in self.config.heads.items()},
+                                 labels={head: torch.empty(0, dtype=torch.long) for head in self.config.heads})
+        return HeldOutLogits(logits={head: torch.cat(v) for head, v in logits.items()},
+                             labels={head: torch.cat(v) for head, v in labels.items()})
+
+    @torch.no_grad()
+    def fit_full_dataset_weights(
+        self, dataloader: Iterable[Mapping[str, Any]] | None = None, accelerator=None, set_weighting: bool = True,
+        held_out: "HeldOutLogits | None" = None,
+    ) -> dict[str, torch.Tensor]:
+        """Fit ``softmin(mean CE / τ_w)`` per head on a held-out split and store it in the weight buffers.
+
+        Args:
+            dataloader: batches of the held-out split, see :meth:`collect_held_out_logits` (sharding included).
+            accelerator: an ``accelerate.Accelerator`` or ``None`` (single process); the per-teacher sums are summed
+                across processes.
+            set_weighting: also set ``config.weighting = "full-dataset"``.
+            held_out: this process's teacher logits from :meth:`collect_held_out_logits`, instead of ``dataloader``.
+
+        Returns:
+            ``{head: [N] weights}`` (identical on every process).
+        """
+        if held_out is None:
+            held_out = self.collect_held_out_logits(dataloader, accelerator)
+        accumulators = {head: FullDatasetWeightAccumulator(len(self.config.teachers)) for head in self.config.heads}
+        for head, accumulator in accumulators.items():
+            accumulator.update(held_out.logits[head], held_out.labels[head])
         if accelerator is not None and accelerator.num_processes > 1:
             for accumulator in accumulators.values():
                 accumulator.reduce_across_processes(accelerator)
@@ -479,61 +519,49 @@ class MultimodalTeacherEnsemble(PreTrainedModel):
         return {head: value.clone() for head, value in self.teacher_weights().items()}
 
     @torch.no_grad()
-    def fit_calibration(self, dataloader: Iterable[Mapping[str, Any]], accelerator=None) -> dict[str, float]:
+    def fit_calibration(
+        self, dataloader: Iterable[Mapping[str, Any]] | None = None, accelerator=None,
+        held_out: "HeldOutLogits | None" = None,
+    ) -> dict[str, float]:
         """Temperature-scale the combined logits per head on a held-out split (after the weights are set).
 
-        Collects the ensemble's combined logits (current weighting, no calibration) and labels, gathers them across
+        Combines the teachers' held-out logits with the current weighting (no calibration), gathers them across
         processes, fits ``T_c`` per head minimising the NLL of ``softmax(logits / T_c)``
         (:func:`mmkd_hf.evaluation.calibration.fit_temperature`) and stores them in
         ``config.calibration_temperatures`` (saved with the config).
 
         Args:
-            dataloader: held-out batches with ``labels`` (deterministic views, never seen by the teachers in
-                training). Sharded across processes like :meth:`fit_full_dataset_weights`.
+            dataloader: batches of the held-out split, see :meth:`collect_held_out_logits` (sharding included).
             accelerator: an ``accelerate.Accelerator`` or ``None`` (single process).
+            held_out: this process's teacher logits from :meth:`collect_held_out_logits`, instead of ``dataloader``.
 
         Returns:
             ``{head: T_c}``.
         """
         from ...evaluation.calibration import fit_temperature
 
-        self.train(False)
-        device = self.device
-        if accelerator is not None and accelerator.num_processes > 1:
-            dataloader = shard_dataloader(dataloader, accelerator.process_index, accelerator.num_processes)
+        if held_out is None:
+            held_out = self.collect_held_out_logits(dataloader, accelerator)
+        teacher_logits = {m: {head: held_out.logits[head][:, i] for head in self.config.heads}
+                          for i, m in enumerate(self.config.teachers)}
         previous = self.config.calibration_temperatures
         self.config.calibration_temperatures = {}
-        logits: dict[str, list[torch.Tensor]] = {head: [] for head in self.config.heads}
-        labels: dict[str, list[torch.Tensor]] = {head: [] for head in self.config.heads}
         try:
-            for batch in dataloader:
-                if batch.get("labels") is None:
-                    raise ValueError("ensemble calibration needs labels in every held-out batch")
-                batch = _to_device(dict(batch), device)
-                batch_labels = batch.pop("labels")
-                combined, _ = self.combine(self.teacher_forward(batch), batch_labels)
-                for head in self.config.heads:
-                    if head not in batch_labels:
-                        raise ValueError(f"held-out batch labels lack head {head!r}; given {list(batch_labels)}")
-                    logits[head].append(combined[head].float())
-                    labels[head].append(batch_labels[head])
-        except BaseException:
+            combined, _ = self.combine(teacher_logits, held_out.labels)
+        finally:
             self.config.calibration_temperatures = previous
-            raise
         temperatures = {}
         for head in self.config.heads:
-            if not logits[head]:
-                self.config.calibration_temperatures = previous
-                raise ValueError("ensemble calibration got no held-out batches")
-            head_logits, head_labels = torch.cat(logits[head]), torch.cat(labels[head])
+            head_logits, head_labels = combined[head], held_out.labels[head]
             if accelerator is not None and accelerator.num_processes > 1:
-                head_logits = gather_rows(accelerator, head_logits)
-                head_labels = gather_rows(accelerator, head_labels)
+                head_logits = gather_rows(accelerator, head_logits.to(accelerator.device)).cpu()
+                head_labels = gather_rows(accelerator, head_labels.to(accelerator.device)).cpu()
+            if head_logits.shape[0] == 0:
+                raise ValueError("ensemble calibration got no held-out samples: the held-out split is empty")
             # log-probabilities (probs space) are fine: softmax is invariant to the per-row constant
-            temperatures[head] = fit_temperature(head_logits.cpu().numpy(), head_labels.cpu().numpy())
+            temperatures[head] = fit_temperature(head_logits.numpy(), head_labels.numpy())
         self.config.calibration_temperatures = temperatures
         return dict(temperatures)
-
 
 def gather_rows(accelerator, tensor: torch.Tensor) -> torch.Tensor:
     """Concatenate every process's ``tensor`` along dim 0, whatever each one's row count (shards of a split
@@ -591,6 +619,7 @@ def check_teacher_heads(modality: str, teacher_heads: Mapping[str, int] | None, 
 __all__ = [
     "EnsembleOutput",
     "FullDatasetWeightAccumulator",
+    "HeldOutLogits",
     "MultimodalTeacherEnsemble",
     "check_teacher_heads",
     "combine_teacher_logits",
