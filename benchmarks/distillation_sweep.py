@@ -29,6 +29,9 @@ sys.path.insert(0, str(REPO / "src"))
 from mmkd_hf.distillation.pipeline import RunFolder, parse_config  # noqa: E402
 from mmkd_hf.utils import atomic_write_json  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from distillation_gain import model_summary  # noqa: E402
+
 TEACHER_UNITS = ("teacher-rgb", "teacher-flow", "teacher-audio", "teacher-layout")
 BASELINE_UNITS = ("baseline-rgb", "omnivore")
 #: options that change what a reused unit would be (a variant may not set them)
@@ -64,12 +67,8 @@ def clone_run(source: Path, target: Path, units: tuple[str, ...], argv: list[str
 
 
 def per_model(results: dict) -> dict[str, dict[str, float]]:
-    """Action top-1 and mean ECE over heads of every model of a results.json."""
-    out = {}
-    for model, metrics in results["models"].items():
-        eces = [head["ece"] for head in metrics["heads"].values()]
-        out[model] = {"action": float(metrics["action"]["top1"]), "ece": sum(eces) / len(eces)}
-    return out
+    """Action top-1, per-head top-1 and mean ECE of every model of a results.json."""
+    return {model: model_summary(metrics) for model, metrics in results["models"].items()}
 
 
 def mean_std(values: list[float]) -> str:
@@ -136,13 +135,13 @@ def main() -> int:
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, by_seed in results.items():
         runs = [by_seed[s] for s in seeds]
-        delta = [r["student"]["action"] - r["baseline-rgb"]["action"] for r in runs]
+        delta = [r["student"]["action_top1"] - r["baseline-rgb"]["action_top1"] for r in runs]
         delta_ece = [r["student"]["ece"] - r["baseline-rgb"]["ece"] for r in runs]
         row = {"run": name, "seeds": seeds, "delta_action": delta, "delta_ece": delta_ece,
                "per_seed": {str(s): by_seed[s] for s in seeds}}
         rows.append(row)
         cells = [mean_std([r[m][k] for r in runs]).lstrip("+") for m, k in
-                 (("ensemble", "action"), ("ensemble", "ece"), ("student", "action"), ("baseline-rgb", "action"))]
+                 (("ensemble", "action_top1"), ("ensemble", "ece"), ("student", "action_top1"), ("baseline-rgb", "action_top1"))]
         print(f"| {name} | {' | '.join(cells)} | {mean_std(delta)} | {mean_std(delta_ece)} |")
     atomic_write_json(Path(args.result), {"spec": spec, "common_args": common, "rows": rows})
     print(f"\nwritten {args.result}")
