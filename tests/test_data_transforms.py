@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as TF
 
 from mmkd_hf.data import AudioConfig, AugmentationConfig, MultimodalCollator, sample_augmentation
 from mmkd_hf.data.transforms import (
@@ -10,6 +11,7 @@ from mmkd_hf.data.transforms import (
     log_mel_windows,
     mask_spectrogram,
     pad_layout,
+    resize_spectrogram,
     transform_boxes,
 )
 
@@ -100,6 +102,23 @@ def test_log_mel_window_shape_and_padding():
     assert spec[1].max() > -20.0
     resampled = log_mel_windows(samples[::2], 8000, 0.0, np.array([1.0]), cfg)  # resampled to 16 kHz
     assert resampled.shape == (1, 1, 128, 224)
+
+
+def test_spectrogram_downsizing_keeps_every_mel_bin():
+    """Shrinking 128 mel bins to 48 rows averages their power: a tone in a bin that nearest neighbours would
+    drop stays visible; growing an axis stays nearest neighbour (the original 128 -> 224 resize)."""
+    power = torch.full((1, 1, 128, 56), 1e-10)
+    kept_by_nearest = set(TF.interpolate(torch.arange(128.0).view(1, 1, 128, 1), size=(48, 1), mode="nearest")
+                          .flatten().long().tolist())
+    dropped = next(b for b in range(40, 128) if b not in kept_by_nearest)
+    power[..., dropped, :] = 1.0  # a loud tone in one dropped mel bin
+    assert TF.interpolate(power, size=(48, 48), mode="nearest").max() == 1e-10  # the failure guarded against
+    small = resize_spectrogram(power, (48, 48))
+    assert small.shape == (1, 1, 48, 48) and small.max() > 0.3  # the tone's power averaged over <= 3 bins
+    big = resize_spectrogram(power, (224, 224))
+    assert torch.equal(big, TF.interpolate(power, size=(224, 224), mode="nearest"))
+    mixed = resize_spectrogram(power, (48, 224))  # one axis shrinks, the other grows
+    assert mixed.shape == (1, 1, 48, 224) and mixed.max() > 0.3
 
 
 def test_masking_happens_in_db_space():

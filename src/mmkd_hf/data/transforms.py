@@ -126,7 +126,7 @@ class AudioConfig:
     win_length: int = 160
     hop_length: int = 80
     n_mels: int = 128
-    output_size: tuple[int, int] | None = (224, 224)  # nearest resize as the original; None keeps F x W
+    output_size: tuple[int, int] | None = (224, 224)  # see resize_spectrogram; None keeps F x W
     pad_outside_segment: bool = True  # zero the waveform outside the action segment (original)
     time_mask: int = 0  # train-time: max masked columns (0 = off; the original used 80, p = 0.5)
     freq_mask: int = 0  # train-time: max masked mel bins (0 = off; the original used 80)
@@ -521,12 +521,28 @@ def log_mel_windows(
         padded[max(0, hi):] = 0.0
     idx = torch.from_numpy(lefts + pad_left)[:, None] + torch.arange(length)[None, :]
     windows = padded[idx]  # [T, L]
-    spec = _mel(config)(windows)  # [T, n_mels, W]
-    spec_db = 10.0 * torch.log10(torch.clamp(spec, min=1e-10))  # AmplitudeToDB(power, top_db=None)
-    spec_db = spec_db.unsqueeze(1)
+    spec = _mel(config)(windows).unsqueeze(1)  # power, [T, 1, n_mels, W]
     if config.output_size is not None:
-        spec_db = TF.interpolate(spec_db, size=tuple(config.output_size), mode="nearest")
-    return spec_db
+        spec = resize_spectrogram(spec, tuple(config.output_size))
+    return 10.0 * torch.log10(torch.clamp(spec, min=1e-10))  # AmplitudeToDB(power, top_db=None)
+
+
+def resize_spectrogram(spec: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize power spectrograms ``[N, C, F, W]`` to ``size`` = (F', W'), one axis at a time.
+
+    An axis that grows (or keeps its size) is resized with nearest neighbours, as the original code does
+    for its 128 x 224 -> 224 x 224 spectrograms (nearest neighbours commute with the dB conversion, so
+    resizing before it changes nothing there). An axis that shrinks is area-averaged in power, like a
+    coarser mel filterbank: nearest neighbours would keep only some of the rows, and a tone whose energy
+    lies in the dropped mel bins would vanish (128 mel bins -> 48 rows keeps 3 bins in 8).
+    """
+    for axis, target in ((2, int(size[0])), (3, int(size[1]))):
+        current = spec.shape[axis]
+        if current == target:
+            continue
+        shape = [target if a == axis else spec.shape[a] for a in (2, 3)]
+        spec = TF.interpolate(spec, size=tuple(shape), mode="area" if target < current else "nearest")
+    return spec
 
 
 def mask_spectrogram(spec_db: torch.Tensor, rng: np.random.Generator, config: AudioConfig) -> torch.Tensor:

@@ -1342,7 +1342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--report-backend", choices=("proxy", "package"), default="proxy",
                     help="proxy: fast plain-torch models; package: Video Swin / STLT through the data pipeline")
     ap.add_argument("--report-epochs", type=int, default=None,
-                    help="training epochs of each report model (default: 40 proxy, 12 package = the main job)")
+                    help="training epochs of each report model (default: 40 proxy, 24 package = the main job's teachers)")
     ap.add_argument("--segments-per-video", type=int, default=None)
     ap.add_argument("--size", type=int, default=None, help="frame height = width in pixels")
     args = ap.parse_args(list(argv) if argv is not None else None)
