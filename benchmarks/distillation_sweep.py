@@ -60,9 +60,12 @@ def clone_run(source: Path, target: Path, units: tuple[str, ...], argv: list[str
     (target / "stages").mkdir(parents=True)
     shutil.copy(source / "held_out_split.json", target / "held_out_split.json")
     for unit in ("dataset", *units):
+        done = source / "stages" / f"{unit}.done"
+        if not done.exists():  # a unit the base does not train (e.g. a teacher outside its --teachers)
+            continue
         if (source / unit).exists():
             shutil.copytree(source / unit, target / unit)
-        shutil.copy(source / "stages" / f"{unit}.done", target / "stages" / f"{unit}.done")
+        shutil.copy(done, target / "stages" / f"{unit}.done")
     RunFolder(target).write_identity(parse_config(argv))
 
 
