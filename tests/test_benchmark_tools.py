@@ -2,7 +2,6 @@
 
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,14 +11,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def sweep():
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        spec = importlib.util.spec_from_file_location("distillation_sweep", REPO / "benchmarks" / "distillation_sweep.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
+    """benchmarks/distillation_sweep.py as a module (it puts src/ and benchmarks/ on sys.path itself)."""
+    spec = importlib.util.spec_from_file_location("distillation_sweep", REPO / "benchmarks" / "distillation_sweep.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _fake_run(root: Path, units: list[str]) -> Path:
