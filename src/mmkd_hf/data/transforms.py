@@ -232,7 +232,6 @@ def sample_augmentation(
 
 _YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
 _YIQ_INV = torch.linalg.inv(_YIQ)
-_GREY_WEIGHTS = torch.tensor([0.299, 0.587, 0.114])
 _GREY = (0.299, 0.587, 0.114)
 
 
