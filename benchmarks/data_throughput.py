@@ -4,7 +4,9 @@ Writes a synthetic EPIC-layout folder (256 x 456 JPEGs, half-rate u/v flow) to a
 then measures, for 16-frame 224x224 clips:
 
 * the pipeline (``mmkd_hf.data.load_dataset`` + ``MultimodalCollator`` in a ``DataLoader``, batch 4,
-  ``worker_init_fn=dataloader_worker_init``) with 0 and 2 workers, RGB and RGB+flow, in training mode
+  ``worker_init_fn=dataloader_worker_init``) with 0 and 2 workers, delivering uint8 clips (``frames_dtype="uint8"``,
+  what ``train.py`` uses: the model divides by 255 on its device) and float32 clips in [0, 1], RGB and RGB+flow,
+  in training mode
   (random resize/crop + colour jitter) and evaluation mode. Each setting runs one warm-up epoch, then
   ``--repeats`` timed epochs (persistent workers; a timed epoch includes all prefetching);
 * the ceiling, per modality set and mode: decoding, in a tight loop, the JPEGs the pipeline decodes for
@@ -189,10 +191,11 @@ def measure_ceilings(blobs_per_clip, repeats: int) -> dict[str, float]:
     return rates
 
 
-def pipeline(root: Path, cache: Path, modalities, train: bool, workers: int, clips: int, repeats: int) -> float:
+def pipeline(root: Path, cache: Path, modalities, train: bool, workers: int, clips: int, repeats: int,
+             frames_dtype: str = "uint8") -> float:
     """Best clips/s over ``repeats`` timed epochs (after a warm-up epoch) of the DataLoader pipeline."""
     ds = load_dataset("epic-kitchens-100", root, "train", modalities, cache, num_frames=NUM_FRAMES, crop_size=224,
-                      train=train, sampler="uniform")
+                      train=train, sampler="uniform", frames_dtype=frames_dtype)
     indices = [i % len(ds) for i in range(clips)]
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(ds, indices), batch_size=4, num_workers=workers,
                                          collate_fn=MultimodalCollator(), persistent_workers=workers > 0,
@@ -217,6 +220,8 @@ def main() -> None:
     parser.add_argument("--modalities", nargs="+", default=["rgb", "rgb+flow"], choices=["rgb", "rgb+flow"])
     parser.add_argument("--modes", nargs="+", default=["train", "eval"], choices=["train", "eval"])
     parser.add_argument("--workers", nargs="+", type=int, default=[0, 2], choices=[0, 2])
+    parser.add_argument("--frames-dtypes", nargs="+", default=["uint8", "float32"], choices=["uint8", "float32"],
+                        help="pipeline output: uint8 (what train.py uses; the model divides by 255) and/or float32")
     parser.add_argument("--default-malloc", action="store_true",
                         help="do not call keep_freed_memory() in the main process (workers always do)")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "data_throughput.json"))
@@ -245,17 +250,19 @@ def main() -> None:
                 print(f"ceiling {name} {mode} ({ceil['jpegs_per_clip']} JPEGs/clip): " +
                       ", ".join(f"{k} {v:.1f}" for k, v in rates.items()) + " clips/s" +
                       ("" if two is None else f"; 2 processes ({fastest}) {two:.1f}"), flush=True)
-                for workers in args.workers:
-                    rate = pipeline(root, cache, list(modalities), train, workers, args.clips, args.repeats)
+                for workers, frames_dtype in [(w, d) for w in args.workers for d in args.frames_dtypes]:
+                    rate = pipeline(root, cache, list(modalities), train, workers, args.clips, args.repeats,
+                                    frames_dtype)
                     # like for like: 0 workers (one core) vs the 1-thread ceiling, 2 workers vs 2 processes
                     reference = rates[fastest] if workers == 0 else two
-                    row = {"modalities": name, "mode": mode, "workers": workers, "clips_per_s": round(rate, 2),
+                    row = {"modalities": name, "mode": mode, "workers": workers, "frames_dtype": frames_dtype,
+                           "clips_per_s": round(rate, 2),
                            "ceiling": "1 thread" if workers == 0 else "2 processes",
                            "ceiling_clips_per_s": round(reference, 2), "ratio": round(rate / reference, 3),
                            "ratio_vs_1thread_ceiling": round(rate / rates[fastest], 3),
                            "loadavg_1min": round(os.getloadavg()[0], 2)}
                     rows.append(row)
-                    print(f"{name:>9} {mode:>5} workers={workers}  {rate:7.2f} clips/s  vs {row['ceiling']} ceiling "
+                    print(f"{name:>9} {mode:>5} workers={workers} {frames_dtype:>7}  {rate:7.2f} clips/s  vs {row['ceiling']} ceiling "
                           f"{reference:7.2f}: ratio {row['ratio']:.2f}  load {row['loadavg_1min']}", flush=True)
     result = {
         "benchmark": "data_throughput",

@@ -17,6 +17,23 @@ from mmkd_hf.data.errors import FileDecodeError
 SMALL = dict(num_frames=4, crop_size=32, audio=AudioConfig(output_size=(32, 32)), stride=2)
 
 
+def test_uint8_frames_are_the_float_frames_times_255(tiny_epic, data_cache):
+    """frames_dtype="uint8" changes the transport only: same values, 0-255 bytes (batch buffers included)."""
+    kwargs = dict(train=True, seed=3, **SMALL)
+    floats = load_dataset("epic-kitchens-100", tiny_epic, "train", ["rgb", "flow"], data_cache, **kwargs)
+    raw = load_dataset("epic-kitchens-100", tiny_epic, "train", ["rgb", "flow"], data_cache, frames_dtype="uint8",
+                       **kwargs)
+    torch.manual_seed(0)
+    a = MultimodalCollator()(floats.__getitems__([0, 1, 2]))
+    torch.manual_seed(0)
+    b = MultimodalCollator()(raw.__getitems__([0, 1, 2]))
+    for key in ("pixel_values", "flow_values"):
+        assert a[key].dtype == torch.float32 and b[key].dtype == torch.uint8 and a[key].shape == b[key].shape
+        assert torch.equal(b[key].float() / 255.0, a[key]), key
+    with pytest.raises(ValueError, match="frames_dtype"):
+        load_dataset("epic-kitchens-100", tiny_epic, "train", ["rgb"], data_cache, frames_dtype="float16", **SMALL)
+
+
 def test_builder_reads_synthetic_layout(tiny_epic, data_cache):
     splits = build_metadata("epic-kitchens-100", tiny_epic, data_cache)
     assert set(splits) == {"train", "validation"}

@@ -170,13 +170,15 @@ def _stepwise_jitter(frames, jitter):
 
 @pytest.mark.parametrize("jitter", [((0, 1, 2, 3), 1.25, 0.75, 1.2, 0.1), ((3, 2, 1, 0), 0.8, 1.25, 0.75, -0.07),
                                     ((2, 0, 3, 1), 1.1, 1.2, 1.25, 0.0)])
-def test_batched_colour_jitter_matches_stepwise_blends(jitter):
-    from mmkd_hf.data.transforms import _color_jitter
+def test_uint8_colour_jitter_matches_stepwise_blends(jitter):
+    from mmkd_hf.data.transforms import color_jitter_uint8
 
-    frames = torch.rand(3, 3, 20, 24, generator=torch.Generator().manual_seed(0))
-    out = _color_jitter(frames.clone(), jitter)
-    assert out.shape == frames.shape and out.min() >= 0 and out.max() <= 1
-    assert torch.allclose(out, _stepwise_jitter(frames, jitter), atol=1e-5)
+    frames = torch.randint(0, 256, (3, 3, 20, 24), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    out = color_jitter_uint8(frames.clone(memory_format=torch.channels_last), jitter)
+    assert out.shape == frames.shape and out.dtype == torch.uint8
+    reference = _stepwise_jitter(frames.float() / 255.0, jitter)
+    assert torch.allclose(out.float() / 255.0, reference, atol=2.5 / 255, rtol=0)
+    assert not torch.equal(out, frames)
 
 
 def test_apply_to_frames_same_result_for_any_memory_layout_and_channel_count():

@@ -1,7 +1,7 @@
 """The data pipeline's fast paths against plain reference implementations, numerically.
 
 Decoding (OpenCV) vs ``torchvision.io.decode_jpeg``; plane packing / splitting (OpenCV) vs torch copies;
-``apply_to_frames`` (uint8 geometry, planes, folded /255, plane-wise colour jitter) vs resize + float + a
+``apply_to_frames`` (uint8 geometry, composed uint8 colour jitter, planes) vs resize + float + a
 step-by-step jitter in float64; batch buffers + the collator's zero-copy path vs ``torch.stack``.
 """
 
@@ -19,11 +19,11 @@ from mmkd_hf.data.decoding import FolderFrames, decode_jpeg_bytes
 from mmkd_hf.data.errors import FileDecodeError
 from mmkd_hf.data.transforms import (
     _StoragePool,
-    _jitter_planes,
     _pack_planes,
     _split_planes,
     apply_to_frames,
     batch_buffer,
+    color_jitter_uint8,
 )
 from test_data_transforms import _stepwise_jitter  # the float64 step-by-step jitter reference
 
@@ -36,7 +36,7 @@ def _smooth(rng: np.random.Generator, h: int, w: int, c: int = 3) -> np.ndarray:
 
 def _reference_apply(frames: torch.Tensor, params, kind: str) -> torch.Tensor:
     """The transform in plain torch: crop box scaled to the input, one antialiased resize (channels-last
-    uint8 for RGB, each plane on its own otherwise), flip, float / 255, step-by-step jitter, flow u -> 1 - u."""
+    uint8 for RGB, each plane on its own otherwise), flip (flow u -> 255 - u), float / 255, step-by-step jitter."""
     t, channels, in_h, in_w = frames.shape
     out = []
     for top, left, h, w in params.crops:
@@ -50,11 +50,12 @@ def _reference_apply(frames: torch.Tensor, params, kind: str) -> torch.Tensor:
                                    for i in range(channels)], 1)
         if params.flip:
             resized = resized.flip(-1)
+        if kind == "flow" and params.flip:
+            resized = resized.clone()
+            resized[:, 0] = 255 - resized[:, 0]
         clip = resized.contiguous().float() / 255.0
         if kind == "rgb" and params.jitter is not None:
             clip = _stepwise_jitter(clip, params.jitter)
-        if kind == "flow" and params.flip:
-            clip[:, 0] = 1.0 - clip[:, 0]
         out.append(clip)
     return torch.stack(out)
 
@@ -154,24 +155,48 @@ def test_apply_to_frames_matches_reference(seed, train, flip, num_crops):
         reference = _reference_apply(frames, params, kind)
         assert ours.shape == reference.shape and ours.dtype == torch.float32
         assert ours.min() >= 0 and ours.max() <= 1
-        if kind == "rgb" and params.jitter is not None:
-            assert torch.allclose(ours, reference, atol=2e-6, rtol=0), (kind, (ours - reference).abs().max())
+        if kind == "rgb" and params.jitter is not None:  # integer rounding at each of <= 4 passes
+            assert torch.allclose(ours, reference, atol=JITTER_ATOL, rtol=0), (kind, (ours - reference).abs().max() * 255)
         else:  # no jitter: bit-identical (same resize, same division)
             assert torch.equal(ours, reference), kind
+        as_bytes = apply_to_frames(frames, params, kind, dtype=torch.uint8)
+        assert as_bytes.dtype == torch.uint8 and torch.equal(as_bytes.float() / 255.0, ours), kind
 
 
-@pytest.mark.parametrize("seed", range(12))
-def test_plane_jitter_from_uint8_matches_stepwise_blends(seed):
-    """Every order, factors on both sides of 1 (clamps skipped only where provably no-ops), hue 0 or not."""
-    rng = np.random.default_rng(seed)
-    frames = torch.from_numpy(np.stack([_smooth(rng, 20, 28) for _ in range(3)])).permute(0, 3, 1, 2).contiguous()
+#: the uint8 jitter rounds to integers at each pass (<= 4 passes) and later steps scale that error by their
+#: factors (up to 1.4 here): measured over 300 random draws, at most 3.3 units of 1/255 (2.8 with exact
+#: float64 passes instead of OpenCV's fixed-point ones), a mean signed error under 0.21 units.
+JITTER_ATOL = 3.5 / 255
+
+
+def _random_jitter(rng, seed):
     order = tuple(int(i) for i in rng.permutation(4))
-    jitter = (order, *(float(v) for v in rng.uniform(0.6, 1.4, 3)), 0.0 if seed % 4 == 0 else float(rng.uniform(-0.1, 0.1)))
-    x = frames.float()  # uint8 values, the division by 255 folded into the jitter
-    _jitter_planes(x, jitter, 1.0 / 255.0)
+    return (order, *(float(v) for v in rng.uniform(0.6, 1.4, 3)), 0.0 if seed % 4 == 0 else float(rng.uniform(-0.1, 0.1)))
+
+
+@pytest.mark.parametrize("backend", ["opencv", "torch"])
+@pytest.mark.parametrize("seed", range(12))
+def test_uint8_jitter_matches_stepwise_blends(seed, backend, monkeypatch):
+    """Every order, factors on both sides of 1 (passes made only where a clamp can matter), hue 0 or not;
+    OpenCV's passes and the torch fallback's."""
+    import mmkd_hf.data.transforms as transforms
+
+    if backend == "torch":
+        monkeypatch.setattr(transforms, "_cv2", None)
+    rng = np.random.default_rng(seed)
+    frames = torch.from_numpy(np.stack([_smooth(rng, 20, 28) for _ in range(3)])).permute(0, 3, 1, 2)  # channels-last
+    jitter = _random_jitter(rng, seed)
     reference = _stepwise_jitter(frames.float() / 255.0, jitter)
-    assert x.min() >= 0 and x.max() <= 1
-    assert torch.allclose(x, reference, atol=2e-6, rtol=0), (jitter, (x - reference).abs().max())
+    x = color_jitter_uint8(frames.clone(memory_format=torch.channels_last), jitter)
+    assert x.dtype == torch.uint8 and x.is_contiguous(memory_format=torch.channels_last)
+    error = x.float() / 255.0 - reference
+    assert error.abs().max() <= JITTER_ATOL, (jitter, error.abs().max() * 255)
+    assert abs(error.mean()) < 0.3 / 255, (jitter, error.mean() * 255)  # rounding, not a systematic shift
+
+
+def test_uint8_jitter_refuses_planar_frames():
+    with pytest.raises(ValueError, match="channels-last"):
+        color_jitter_uint8(torch.zeros(2, 3, 8, 8, dtype=torch.uint8), ((0, 1, 2, 3), 1.1, 1.0, 1.0, 0.0))
 
 
 def test_apply_to_frames_writes_into_out_and_checks_it():
@@ -182,6 +207,11 @@ def test_apply_to_frames_writes_into_out_and_checks_it():
     assert torch.equal(out, apply_to_frames(frames, params, "rgb"))
     with pytest.raises(ValueError, match="out must be"):
         apply_to_frames(frames, params, "rgb", out=torch.empty(1, 3, 3, 24, 23))
+    out8 = torch.zeros((1, 3, 3, 24, 24), dtype=torch.uint8)
+    assert apply_to_frames(frames, params, "rgb", out=out8) is out8
+    assert torch.equal(out8.float() / 255.0, out)
+    with pytest.raises(ValueError, match="dtype must be"):
+        apply_to_frames(frames, params, "rgb", dtype=torch.float16)
 
 
 # ------------------------------------------------------------------------------ batch buffers and collator

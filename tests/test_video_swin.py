@@ -263,6 +263,17 @@ def test_normalisation_happens_inside_forward():
     assert not torch.allclose(a, c, atol=1e-3)
 
 
+def test_uint8_clips_are_divided_by_255_inside_forward():
+    model = tiny_model(seed=4)
+    flow_model = tiny_model(seed=5, modality="flow", num_channels=3)
+    raw = torch.randint(0, 256, (2, 4, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(model(raw).logits["action"], model(raw.float() / 255.0).logits["action"])
+        uv = raw[:, :, :2]
+        assert torch.equal(flow_model(flow_values=uv).logits["action"],
+                           flow_model(flow_values=uv.float() / 255.0).logits["action"])
+
+
 def test_three_channel_flow_model_appends_zero_channel_to_uv():
     model = tiny_model(modality="flow", num_channels=3)
     uv = clips(2, 4, 2, 32, 32)

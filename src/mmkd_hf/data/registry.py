@@ -147,6 +147,7 @@ def load_dataset(
     skip_bad_samples: bool = False,
     skip_log_path: str | os.PathLike | None = None,
     decode: bool = True,
+    frames_dtype: str = "float32",
 ) -> datasets.Dataset:
     """Load one split of a dataset as Arrow-backed metadata with a lazy decoding transform.
 
@@ -168,6 +169,9 @@ def load_dataset(
         skip_bad_samples: replace a bad sample by the next good one and record it instead of raising.
         skip_log_path: JSONL file where skipped samples are appended (shared by DataLoader workers).
         decode: False returns the metadata only (no transform).
+        frames_dtype: ``"float32"`` (``pixel_values`` / ``flow_values`` in [0, 1]) or ``"uint8"`` (0-255: a
+            quarter of the bytes through DataLoader workers and to the accelerator; the package's models
+            accept both and divide uint8 by 255 themselves).
 
     Returns:
         ``datasets.Dataset`` whose items are batch-contract dicts (see ``docs/design.md``); the transform
@@ -186,7 +190,7 @@ def load_dataset(
         modalities=tuple(modalities), train=is_train, num_frames=num_frames, sampler=sampler or spec.sampler,
         stride=stride or spec.stride, num_clips=num_clips, augmentation=aug, audio=audio or AudioConfig(),
         layout=layout or LayoutConfig(), seed=seed, skip_bad_samples=skip_bad_samples,
-        skip_log_path=None if skip_log_path is None else str(skip_log_path))
+        skip_log_path=None if skip_log_path is None else str(skip_log_path), frames_dtype=frames_dtype)
     transform = make_transform(name, dataset, config)
     transformed = dataset.with_transform(transform)
     transformed.mmkd_transform = transform

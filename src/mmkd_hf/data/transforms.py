@@ -3,7 +3,8 @@
 For every item the frame indices and the augmentation parameters are drawn **once** and applied to
 every modality:
 
-* RGB: resize (short side), crop(s), optional horizontal flip, colour jitter; float in [0, 1].
+* RGB: resize (short side), crop(s), optional horizontal flip, colour jitter; float in [0, 1], or uint8
+  0-255 with ``frames_dtype="uint8"`` (4x fewer bytes to move; the models divide by 255).
 * Flow: the same geometry (resized to the RGB frame size first, so flow and RGB grids coincide);
   a horizontal flip negates u, i.e. ``u -> 1 - u`` in the [0, 1] JPEG encoding (0.5 = no motion);
   no colour jitter. Flow magnitudes are not rescaled by the resize (as the original).
@@ -58,6 +59,7 @@ __all__ = [
     "PipelineConfig",
     "sample_augmentation",
     "apply_to_frames",
+    "color_jitter_uint8",
     "transform_boxes",
     "pad_layout",
     "log_mel_windows",
@@ -71,6 +73,8 @@ __all__ = [
 ]
 
 MODALITIES = ("rgb", "flow", "audio", "layout")
+#: the dtypes ``pixel_values`` / ``flow_values`` can be delivered in (``PipelineConfig.frames_dtype``)
+FRAMES_DTYPES = {"float32": torch.float32, "uint8": torch.uint8}
 PAD_BOX = (0.0, 0.0, 1e-9, 1e-9)  # the original's padding box (spec §4.7)
 
 
@@ -160,11 +164,18 @@ class PipelineConfig:
     skip_bad_samples: bool = False
     max_replacements: int = 10
     skip_log_path: str | None = None
+    frames_dtype: str = "float32"  # "float32" (0-1) or "uint8" (0-255) for pixel_values and flow_values
 
     def __post_init__(self):
         unknown = [m for m in self.modalities if m not in MODALITIES]
         if unknown or not self.modalities:
             raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}, got {self.modalities}")
+        if self.frames_dtype not in FRAMES_DTYPES:
+            raise ValueError(f"frames_dtype must be one of {sorted(FRAMES_DTYPES)}, got {self.frames_dtype!r}")
+
+    @property
+    def torch_frames_dtype(self) -> torch.dtype:
+        return FRAMES_DTYPES[self.frames_dtype]
 
     @property
     def num_views(self) -> int:
@@ -221,7 +232,6 @@ def sample_augmentation(
 
 _YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
 _YIQ_INV = torch.linalg.inv(_YIQ)
-_GREY_WEIGHTS = torch.tensor([0.299, 0.587, 0.114])
 _GREY = (0.299, 0.587, 0.114)
 
 
@@ -233,71 +243,79 @@ def _hue_matrix(hue: float) -> torch.Tensor:
     return _YIQ_INV @ rot @ _YIQ
 
 
-def _jitter_planes(x: torch.Tensor, jitter, scale: float = 1.0) -> None:
-    """Colour jitter, in place, on contiguous float frames ``x`` ``[T, 3, H, W]`` that hold ``frames / scale``.
+def _channel_means(hwc: torch.Tensor) -> np.ndarray:
+    """Per-frame channel means ``[T, 3]`` (float64) of uint8 frames ``[T, H, W, 3]``."""
+    if _cv2 is None:
+        return hwc.double().mean(dim=(1, 2)).numpy()
+    frames = hwc.numpy()
+    return np.array([_cv2.mean(frame)[:3] for frame in frames])
 
-    ``frames = scale * x`` are RGB in [0, 1] (``scale = 1 / 255`` for frames converted from uint8 and not
-    yet divided); on return ``x`` holds the jittered frames in [0, 1]. Steps in the drawn random order:
-    brightness, contrast and saturation follow torchvision's float formulas (blend with black, the frame's
-    mean grey, the pixel's grey; clamped to [0, 1] after each step); hue is a rotation of the chroma plane in
-    YIQ space (a linear approximation of torchvision's HSV hue shift, ~10x faster).
 
-    Speed: every step is one or two element-wise passes over the clip, on colour planes (no matmul): the
-    pending ``scale`` is folded into the next step's factors; a brightness factor <= 1 only scales that
-    pending factor (no pass); a clamp is skipped where the step cannot leave [0, 1] (brightness or a blend
-    with a factor <= 1: a convex combination), and done once at the end. Equal to the step-by-step
-    blends up to float32 rounding (< 1e-6).
+def _apply_affine(hwc: torch.Tensor, matrices: np.ndarray, per_frame: bool) -> None:
+    """In place on uint8 ``[T, H, W, 3]``: ``x -> M[:, :3] x + M[:, 3]`` per pixel, rounded and saturated to
+    [0, 255] (i.e. clamped). ``matrices`` is ``[T, 3, 4]``; all frames share ``matrices[0]`` unless ``per_frame``."""
+    t, h, w, _ = hwc.shape
+    if _cv2 is None:
+        m = torch.from_numpy(matrices if per_frame else np.broadcast_to(matrices[:1], matrices.shape).copy())
+        out = torch.einsum("thwc,tdc->thwd", hwc.double(), m[:, :, :3]) + m[:, None, None, :, 3]
+        hwc.copy_(out.round_().clamp_(0, 255))
+        return
+    frames = hwc.numpy()
+    groups = [(frames[i], matrices[i]) for i in range(t)] if per_frame else [(frames.reshape(t * h, w, 3), matrices[0])]
+    for image, matrix in groups:
+        written = _cv2.transform(image, matrix, dst=image)
+        if written.ctypes.data != image.ctypes.data:  # OpenCV allocated a new array: copy it
+            np.copyto(image, written)
+
+
+_GREY_ROWS = np.tile(np.array(_GREY), (3, 1))  # every output channel = the pixel's grey
+
+
+def color_jitter_uint8(frames: torch.Tensor, jitter) -> torch.Tensor:
+    """Colour jitter of uint8 RGB frames ``[T, 3, H, W]`` stored channels-last, in place (returns ``frames``).
+
+    ``jitter`` is ``(order, brightness, contrast, saturation, hue)`` as drawn by :func:`sample_augmentation`.
+    The steps run in the drawn order with torchvision's formulas: brightness blends with black, contrast with
+    the frame's mean grey, saturation with the pixel's grey; hue rotates the chroma plane of YIQ (a linear
+    stand-in for torchvision's HSV hue shift). Every step is an affine map of the RGB values, so consecutive
+    steps are composed into one ``3 x 4`` matrix and applied in one pass (``cv2.transform``, saturating), and a
+    pass is made only where the result must be clamped to [0, 255] before the next step: after brightness,
+    contrast or saturation factors above 1 (a blend with a factor <= 1 is a convex combination and cannot
+    leave the range) and after a hue rotation. Contrast uses each frame's mean grey of the values reached so
+    far (the mean of an affine map is the map of the means). Equal to the step-by-step float blends up to the
+    rounding to integers at each pass (at most a few units of 1/255).
     """
+    if frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[1] != 3:
+        raise ValueError(f"expected uint8 [T, 3, H, W] frames, got {frames.dtype} {tuple(frames.shape)}")
+    hwc = frames.permute(0, 2, 3, 1)
+    if not hwc.is_contiguous():
+        raise ValueError("colour jitter needs channels-last frames (frames.permute(0, 2, 3, 1) contiguous)")
     order, brightness, contrast, saturation, hue = jitter
-    t = x.shape[0]
-    k = float(scale)  # the frames are k * x
-    clamped = False  # whether x was just clamped to [0, 1] (and k == 1)
+    t = frames.shape[0]
+    identity = np.eye(3, 4)
+    pending, per_frame, dirty = np.tile(identity, (t, 1, 1)), False, False
     for op in order:
+        offset = np.zeros((t, 3))
         if op == 0:
-            if brightness <= 1.0:
-                k *= brightness  # stays in [0, 1]: folded into the next pass
-                continue
-            x.mul_(k * brightness).clamp_max_(1.0)  # x >= 0 throughout
+            step, clamp = np.eye(3) * brightness, brightness > 1.0
         elif op == 1:
-            means = x.view(t, 3, -1).mean(dim=-1)  # [T, 3]
-            mean_grey = torch.matmul(means, _GREY_WEIGHTS.to(x.dtype)) * k  # the frame's mean grey, [T]
-            offset = ((1.0 - contrast) * mean_grey).view(t, 1, 1, 1)
-            torch.add(offset, x, alpha=contrast * k, out=x)
-            if contrast > 1.0:
-                x.clamp_(0.0, 1.0)
+            means = _channel_means(hwc)  # of the frames as they are now; then through the pending map
+            means = np.einsum("tij,tj->ti", pending[:, :, :3], means) + pending[:, :, 3]
+            offset[:] = ((1.0 - contrast) * (means @ np.array(_GREY)))[:, None]
+            step, clamp, per_frame = np.eye(3) * contrast, contrast > 1.0, True
         elif op == 2:
-            grey = torch.mul(x[:, 0:1], _GREY[0] * (1.0 - saturation) * k)  # [T, 1, H, W]
-            grey.add_(x[:, 1:2], alpha=_GREY[1] * (1.0 - saturation) * k)
-            grey.add_(x[:, 2:3], alpha=_GREY[2] * (1.0 - saturation) * k)
-            torch.add(grey, x, alpha=saturation * k, out=x)
-            if saturation > 1.0:
-                x.clamp_(0.0, 1.0)
+            step, clamp = saturation * np.eye(3) + (1.0 - saturation) * _GREY_ROWS, saturation > 1.0
         elif hue != 0.0:
-            m = (_hue_matrix(hue) * k).tolist()
-            new_rg = torch.empty_like(x[:, :2])  # new R and G; new B in place (old R, G still there)
-            for c in range(2):
-                dst = new_rg[:, c]
-                torch.mul(x[:, 0], m[c][0], out=dst)
-                dst.add_(x[:, 1], alpha=m[c][1]).add_(x[:, 2], alpha=m[c][2])
-            x[:, 2].mul_(m[2][2]).add_(x[:, 0], alpha=m[2][0]).add_(x[:, 1], alpha=m[2][1])
-            x[:, :2].copy_(new_rg)
-            x.clamp_(0.0, 1.0)
+            step, clamp = _hue_matrix(hue).double().numpy(), True
         else:
             continue
-        k = 1.0
-        clamped = (op == 3) or (op == 0) or (op == 1 and contrast > 1.0) or (op == 2 and saturation > 1.0)
-    if k != 1.0:
-        x.mul_(k)
-    if not clamped or k != 1.0:
-        x.clamp_(0.0, 1.0)
-
-
-def _color_jitter(frames: torch.Tensor, jitter) -> torch.Tensor:
-    """Colour jitter of contiguous float frames ``[T, 3, H, W]`` in [0, 1], in place (returns ``frames``).
-
-    See :func:`_jitter_planes` (called with ``scale = 1``).
-    """
-    _jitter_planes(frames, jitter, 1.0)
+        pending = np.concatenate([step @ pending[:, :, :3], (step @ pending[:, :, 3:]) + offset[:, :, None]], axis=-1)
+        dirty = True
+        if clamp:
+            _apply_affine(hwc, pending, per_frame)
+            pending, per_frame, dirty = np.tile(identity, (t, 1, 1)), False, False
+    if dirty:
+        _apply_affine(hwc, pending, per_frame)
     return frames
 
 
@@ -363,23 +381,26 @@ def _split_planes(images: torch.Tensor) -> torch.Tensor:
 
 
 def apply_to_frames(
-    frames: torch.Tensor, params: AugmentationParams, kind: str = "rgb", out: torch.Tensor | None = None
+    frames: torch.Tensor, params: AugmentationParams, kind: str = "rgb", out: torch.Tensor | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """Apply ``params`` to uint8 frames ``[T, C, H, W]``; returns float ``[num_crops, T, C, h, w]`` in [0, 1].
+    """Apply ``params`` to uint8 frames ``[T, C, H, W]``; returns ``[num_crops, T, C, h, w]``: float32 in
+    [0, 1] (``dtype=torch.float32``) or the same values times 255 as uint8 (``dtype=torch.uint8``: a quarter
+    of the bytes to move between processes and to the accelerator; the models divide by 255 themselves).
 
-    ``kind="flow"``: no colour jitter, and a horizontal flip maps u (channel 0) to ``1 - u``.
+    ``kind="flow"``: no colour jitter, and a horizontal flip maps u (channel 0) to ``1 - u`` (``255 - u``).
     Each crop is cut from the source frames (its box scaled from ``params.resize`` to the input size, so
     flow stored at another resolution shares the RGB geometry) and resized once to the crop size
     (``resized_crop``, antialiased: cheaper than resizing the whole frame first; sub-pixel rounding only).
 
     Args:
-        out: optional contiguous float32 ``[num_crops, T, C, h, w]`` to write the result into (e.g. a
-            slot of a batch buffer); returned.
+        out: optional contiguous float32 or uint8 ``[num_crops, T, C, h, w]`` to write the result into (e.g. a
+            slot of a batch buffer); returned. Its dtype wins over ``dtype``.
 
-    Speed: all geometry runs on uint8 channels-last images (the layout the decoder produces; other channel
-    counts are packed three planes per image for the fast resize kernel); the resized crop is split into
-    colour planes (uint8), converted to float once, straight into ``out``; the division by 255 is folded
-    into the first colour-jitter step, which runs in place on colour planes.
+    Speed: all of it runs on uint8 channels-last images (the layout the decoder produces; other channel
+    counts are packed three planes per image for the fast resize kernel): resize, flip, colour jitter
+    (:func:`color_jitter_uint8`, one saturating pass per clamp), then the split into colour planes; float
+    output is converted once at the end.
     """
     if frames.dtype != torch.uint8 or frames.ndim != 4:
         raise ValueError(f"expected uint8 [T, C, H, W] frames, got {frames.dtype} {tuple(frames.shape)}")
@@ -394,25 +415,31 @@ def apply_to_frames(
     (out_h, out_w), = sizes
     shape = (len(params.crops), t, channels, out_h, out_w)
     if out is None:
-        out = torch.empty(shape, dtype=torch.float32)
-    elif tuple(out.shape) != shape or out.dtype != torch.float32 or not out.is_contiguous():
-        raise ValueError(f"out must be a contiguous float32 tensor of shape {shape}, got {out.dtype} "
+        if dtype not in (torch.float32, torch.uint8):
+            raise ValueError(f"dtype must be torch.float32 or torch.uint8, got {dtype}")
+        out = torch.empty(shape, dtype=dtype)
+    elif tuple(out.shape) != shape or out.dtype not in (torch.float32, torch.uint8) or not out.is_contiguous():
+        raise ValueError(f"out must be a contiguous float32 or uint8 tensor of shape {shape}, got {out.dtype} "
                          f"{tuple(out.shape)}")
-    jitter = params.jitter if kind == "rgb" else None
+    jitter = params.jitter if kind == "rgb" and channels == 3 else None
     for index, crop in enumerate(params.crops):
         src_top, src_left, src_h, src_w = _source_box(crop, params, in_h, in_w)
         resized = VF.resized_crop(source, src_top, src_left, src_h, src_w, [out_h, out_w], antialias=True)
         if params.flip:
-            resized = resized.flip(-1).contiguous(memory_format=torch.channels_last)
+            resized = resized.flip(-1)
+        if params.flip or jitter is not None:
+            resized = resized.contiguous(memory_format=torch.channels_last)
+        if jitter is not None and resized.untyped_storage().data_ptr() == source.untyped_storage().data_ptr():
+            resized = resized.clone(memory_format=torch.channels_last)  # a no-op resize returned the input
+        if jitter is not None:
+            color_jitter_uint8(resized, jitter)
         clip = out[index]
         planes = _split_planes(resized)
-        clip.view(t * channels, out_h, out_w).copy_(planes[: t * channels])
-        if jitter is not None and channels == 3:
-            _jitter_planes(clip, jitter, 1.0 / 255.0)
-        else:
-            clip.div_(255.0)
         if kind == "flow" and params.flip:
-            clip[:, 0].mul_(-1.0).add_(1.0)
+            planes[: t * channels].view(t, channels, out_h, out_w)[:, 0].bitwise_not_()  # u -> 255 - u (in [0, 1]: 1 - u)
+        clip.view(t * channels, out_h, out_w).copy_(planes[: t * channels])
+        if out.dtype != torch.uint8:
+            clip.div_(255.0)
     return out
 
 
@@ -680,15 +707,15 @@ class MultimodalTransform:
             return [{} for _ in range(n)]
         views = (cfg.num_views,) if cfg.num_views > 1 else ()
         size = cfg.augmentation.crop_size
-        buffers = {key: batch_buffer((n, *views, cfg.num_frames, c, size, size))
+        buffers = {key: batch_buffer((n, *views, cfg.num_frames, c, size, size), cfg.torch_frames_dtype)
                    for key, c in channels.items() if c}
         return [{key: buffer[i] for key, buffer in buffers.items()} for i in range(n)]
 
     def process_row(self, row: dict, slots: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
         """One item; with ``skip_bad_samples`` a bad row is logged, counted and replaced.
 
-        ``slots``: optional float tensors (by output key) the item's frames are written into when their
-        shape matches.
+        ``slots``: optional tensors (by output key) the item's frames are written into when their shape and
+        dtype match.
         """
         try:
             return self._process(row, slots)
@@ -770,8 +797,10 @@ class MultimodalTransform:
             crop_h, crop_w = params.crops[0][2:]
             shape = (k * n_crops, t, frames.shape[1], crop_h, crop_w)
             slot = (slots or {}).get(key)
-            if slot is None or tuple(slot.shape) != (shape if views else shape[1:]) or (not views and k * n_crops != 1):
-                return arrange([apply_to_frames(clips[i], params, kind) for i in range(k)])
+            dtype = cfg.torch_frames_dtype
+            if (slot is None or tuple(slot.shape) != (shape if views else shape[1:]) or slot.dtype != dtype
+                    or (not views and k * n_crops != 1)):
+                return arrange([apply_to_frames(clips[i], params, kind, dtype=dtype) for i in range(k)])
             full = slot if views else slot.unsqueeze(0)  # [K*C, T, ...] clip-major
             for i in range(k):
                 apply_to_frames(clips[i], params, kind, out=full[i * n_crops: (i + 1) * n_crops])

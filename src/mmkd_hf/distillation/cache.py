@@ -271,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ensemble = AutoModel.from_pretrained(args.teacher).to(accelerator.device)
     dataset = load_dataset(
         args.dataset, data_dir=args.data_dir, split=args.split, modalities=tuple(ensemble.config.teachers),
-        num_frames=args.num_frames, crop_size=args.crop_size, train=False, seed=args.seed,
+        num_frames=args.num_frames, crop_size=args.crop_size, train=False, seed=args.seed, frames_dtype="uint8",
     )
     path = precompute_teacher_logits(
         ensemble, dataset, args.output_dir, args.batch_size, args.shard_size, accelerator=accelerator

@@ -518,7 +518,8 @@ class VideoSwinModel(VideoSwinPreTrainedModel):
         """Encodes clips.
 
         Args:
-            pixel_values: ``[B, T, C, H, W]`` or ``[B, V, T, C, H, W]`` (views are folded into the batch).
+            pixel_values: ``[B, T, C, H, W]`` or ``[B, V, T, C, H, W]`` (views are folded into the batch):
+                floats in [0, 1], or uint8 in 0-255 (divided by 255 here, on the model's device).
             output_hidden_states: Also return the patch embedding and every stage's output.
             return_dict: Return a ``BaseModelOutputWithPooling`` (default) or a tuple.
 
@@ -532,6 +533,8 @@ class VideoSwinModel(VideoSwinPreTrainedModel):
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         self.check_input(pixel_values)
         frames, _ = _flatten_views(pixel_values)
+        if frames.dtype == torch.uint8:  # 0-255 clips (the data pipeline's frames_dtype="uint8")
+            frames = frames.to(self.dtype).div_(255.0)
         frames = self.adapt_channels(frames)
         if self.config.normalize_inputs:
             frames = self.normalize(frames)
