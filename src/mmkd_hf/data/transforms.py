@@ -359,13 +359,14 @@ def _pack_planes(frames: torch.Tensor) -> torch.Tensor:
     return packed
 
 
-def _split_planes(images: torch.Tensor) -> torch.Tensor:
+def _split_planes(images: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """uint8 channels-last images ``[N, 3, h, w]`` -> their ``3N`` colour planes, contiguous ``[3N, h, w]``.
 
-    OpenCV's ``split`` de-interleaves 10x faster than a strided torch copy (same bytes).
+    OpenCV's ``split`` de-interleaves 10x faster than a strided torch copy (same bytes). ``out``: an optional
+    contiguous uint8 ``[3N, h, w]`` to write the planes into (e.g. a batch slot); returned.
     """
     n, _, h, w = images.shape
-    planes = torch.empty((3 * n, h, w), dtype=torch.uint8)
+    planes = torch.empty((3 * n, h, w), dtype=torch.uint8) if out is None else out
     hwc = images.permute(0, 2, 3, 1)
     if _cv2 is None or not hwc.is_contiguous():
         planes.view(n, 3, h, w).copy_(images)
@@ -434,6 +435,9 @@ def apply_to_frames(
         if jitter is not None:
             color_jitter_uint8(resized, jitter)
         clip = out[index]
+        if out.dtype == torch.uint8 and channels == 3 and kind != "flow":  # the planes are the result: split into it
+            _split_planes(resized, out=clip.view(t * channels, out_h, out_w))
+            continue
         planes = _split_planes(resized)
         if kind == "flow" and params.flip:
             planes[: t * channels].view(t, channels, out_h, out_w)[:, 0].bitwise_not_()  # u -> 255 - u (in [0, 1]: 1 - u)
