@@ -268,7 +268,8 @@ def _apply_affine(hwc: torch.Tensor, matrices: np.ndarray, per_frame: bool) -> N
             np.copyto(image, written)
 
 
-_GREY_ROWS = np.tile(np.array(_GREY), (3, 1))  # every output channel = the pixel's grey
+_GREY_VECTOR = np.array(_GREY)
+_GREY_ROWS = np.tile(_GREY_VECTOR, (3, 1))  # every output channel = the pixel's grey
 
 
 def color_jitter_uint8(frames: torch.Tensor, jitter) -> torch.Tensor:
@@ -301,7 +302,7 @@ def color_jitter_uint8(frames: torch.Tensor, jitter) -> torch.Tensor:
         elif op == 1:
             means = _channel_means(hwc)  # of the frames as they are now; then through the pending map
             means = np.einsum("tij,tj->ti", pending[:, :, :3], means) + pending[:, :, 3]
-            offset[:] = ((1.0 - contrast) * (means @ np.array(_GREY)))[:, None]
+            offset[:] = ((1.0 - contrast) * (means @ _GREY_VECTOR))[:, None]
             step, clamp, per_frame = np.eye(3) * contrast, contrast > 1.0, True
         elif op == 2:
             step, clamp = saturation * np.eye(3) + (1.0 - saturation) * _GREY_ROWS, saturation > 1.0
@@ -416,10 +417,10 @@ def apply_to_frames(
     (out_h, out_w), = sizes
     shape = (len(params.crops), t, channels, out_h, out_w)
     if out is None:
-        if dtype not in (torch.float32, torch.uint8):
+        if dtype not in FRAMES_DTYPES.values():
             raise ValueError(f"dtype must be torch.float32 or torch.uint8, got {dtype}")
         out = torch.empty(shape, dtype=dtype)
-    elif tuple(out.shape) != shape or out.dtype not in (torch.float32, torch.uint8) or not out.is_contiguous():
+    elif tuple(out.shape) != shape or out.dtype not in FRAMES_DTYPES.values() or not out.is_contiguous():
         raise ValueError(f"out must be a contiguous float32 or uint8 tensor of shape {shape}, got {out.dtype} "
                          f"{tuple(out.shape)}")
     jitter = params.jitter if kind == "rgb" and channels == 3 else None
