@@ -7,6 +7,10 @@ on mini-kitchens, over several seeds, beside `omnivore`, every teacher and the e
 Each seed is one full `train.py` run (its own run folder under --output-dir; trained units are reused, so the
 benchmark can be interrupted and restarted, and a finished run is only re-evaluated). Prints a Markdown table of mean ± std over the seeds and writes
 benchmarks/results/distillation_gain.json. Target: student action top-1 >= baseline-rgb + 3 points, with lower ECE.
+
+Beside the mean ± std over seeds, the student − baseline-rgb action difference gets a paired bootstrap interval
+(`mmkd_hf.evaluation.metrics.paired_bootstrap_difference`: the validation clips and the seeds resampled, both models
+scored on the same clips), which says whether a difference is larger than the noise of 160 validation clips.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+from mmkd_hf.evaluation.exports import read_predictions_parquet  # noqa: E402
+from mmkd_hf.evaluation.metrics import paired_bootstrap_difference  # noqa: E402
 from mmkd_hf.utils import atomic_write_json  # noqa: E402
 
 MODELS = ("student", "baseline-rgb", "omnivore", "ensemble", "teacher-rgb", "teacher-flow", "teacher-audio",
@@ -58,6 +64,39 @@ def run_seeds(seeds: list[int], output_dir: Path, extra: list[str], launcher: li
                                        f"{output_dir / f'distillation-gain-seed{seed}.log'}")
                 print(f"[distillation_gain] seed {seed}: done in {time.time() - started:.0f} s", flush=True)
     return {seed: json.loads(seed_command(seed, output_dir, extra, launcher)[1].read_text()) for seed in seeds}
+
+
+def action_correct(predictions_file: Path) -> tuple[list[str], "np.ndarray"]:
+    """Sample ids (sorted) and whether each sample's action is right: every head's top-1 equals its label
+    (verb and noun for EPIC-style heads, the single head otherwise), from an evaluation's predictions.parquet."""
+    import numpy as np
+
+    ids, scores, labels = read_predictions_parquet(predictions_file)
+    heads = [h for h in scores if h in labels and h != "action"] or ["action"]
+    correct = np.ones(len(ids), dtype=bool)
+    for head in heads:
+        correct &= scores[head].argmax(axis=1) == labels[head]
+    order = np.argsort(ids)
+    return [ids[i] for i in order], correct[order]
+
+
+def paired_action_difference(run_dirs: list[Path], model_a: str = "student", model_b: str = "baseline-rgb") -> dict:
+    """:func:`paired_bootstrap_difference` of the action top-1 of ``model_a`` and ``model_b`` over the run folders
+    (one per seed), from their ``eval/<model>/predictions.parquet``. Empty when a folder lacks the predictions."""
+    rows_a, rows_b, reference = [], [], None
+    for run in run_dirs:
+        files = [Path(run) / "eval" / m / "predictions.parquet" for m in (model_a, model_b)]
+        if not all(f.exists() for f in files):
+            return {}
+        (ids_a, a), (ids_b, b) = action_correct(files[0]), action_correct(files[1])
+        if ids_a != ids_b or (reference is not None and ids_a != reference):
+            raise ValueError(f"{run}: the models were not evaluated on the same samples as the other runs")
+        reference = ids_a
+        rows_a.append(a)
+        rows_b.append(b)
+    import numpy as np
+
+    return paired_bootstrap_difference(np.stack(rows_a), np.stack(rows_b))
 
 
 def model_summary(result: dict) -> dict[str, float]:
@@ -124,8 +163,10 @@ def main(argv: list[str] | None = None) -> int:
              for s in seeds]
     ece_gaps = [model_summary(per_seed[s]["models"]["student"])["ece"]
                 - model_summary(per_seed[s]["models"]["baseline-rgb"])["ece"] for s in seeds]
+    paired = paired_action_difference([output_dir / f"distillation-gain-seed{s}" for s in seeds])
     verdict = {
         "action_top1_gain": mean_std(gains),
+        "action_top1_gain_paired_bootstrap": paired,
         "ece_change": mean_std(ece_gaps),
         "target_gain_points": TARGET_GAIN,
         "meets_target": statistics.fmean(gains) >= TARGET_GAIN and statistics.fmean(ece_gaps) < 0,
@@ -146,6 +187,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{verdict['action_top1_gain']['std']:.2f} points (target >= {TARGET_GAIN}); ECE change "
           f"{verdict['ece_change']['mean']:+.2f} ± {verdict['ece_change']['std']:.2f} -> "
           f"{'meets' if verdict['meets_target'] else 'MISSES'} the target")
+    if paired:
+        print(f"paired bootstrap over the {paired['samples']} validation clips and {paired['runs']} seeds: "
+              f"{paired['difference']:+.2f} points, {100 * paired['confidence']:.0f} % interval "
+              f"[{paired['low']:+.2f}, {paired['high']:+.2f}], P(difference <= 0) = {paired['probability_not_better']:.2f}")
     print(f"written {args.result}")
     return 0
 

@@ -30,7 +30,7 @@ from mmkd_hf.distillation.pipeline import RunFolder, parse_config  # noqa: E402
 from mmkd_hf.utils import atomic_write_json  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from distillation_gain import model_summary  # noqa: E402
+from distillation_gain import model_summary, paired_action_difference  # noqa: E402
 
 TEACHER_UNITS = ("teacher-rgb", "teacher-flow", "teacher-audio", "teacher-layout")
 BASELINE_UNITS = ("baseline-rgb", "omnivore")
@@ -134,18 +134,22 @@ def main() -> int:
             results.setdefault(name, {})[seed] = future.result()
 
     rows = []
-    print("\n| run | ensemble action | ensemble ECE | student action | baseline action | Δ action | Δ mean ECE |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("\n| run | ensemble action | ensemble ECE | student action | baseline action | Δ action | Δ action, 95 % "
+          "paired bootstrap | Δ mean ECE |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, by_seed in results.items():
         runs = [by_seed[s] for s in seeds]
         delta = [r["student"]["action_top1"] - r["baseline-rgb"]["action_top1"] for r in runs]
         delta_ece = [r["student"]["ece"] - r["baseline-rgb"]["ece"] for r in runs]
+        # the validation clips and the seeds resampled (see distillation_gain.py)
+        paired = paired_action_difference([output_dir / f"{name}-seed{s}" for s in seeds])
         row = {"run": name, "seeds": seeds, "delta_action": delta, "delta_ece": delta_ece,
-               "per_seed": {str(s): by_seed[s] for s in seeds}}
+               "delta_action_paired_bootstrap": paired, "per_seed": {str(s): by_seed[s] for s in seeds}}
         rows.append(row)
         cells = [mean_std([r[m][k] for r in runs]).lstrip("+") for m, k in
                  (("ensemble", "action_top1"), ("ensemble", "ece"), ("student", "action_top1"), ("baseline-rgb", "action_top1"))]
-        print(f"| {name} | {' | '.join(cells)} | {mean_std(delta)} | {mean_std(delta_ece)} |")
+        interval = f"[{paired['low']:+.1f}, {paired['high']:+.1f}]" if paired else "–"
+        print(f"| {name} | {' | '.join(cells)} | {mean_std(delta)} | {interval} | {mean_std(delta_ece)} |")
     atomic_write_json(Path(args.result), {"spec": spec, "common_args": common, "rows": rows})
     print(f"\nwritten {args.result}")
     return 0

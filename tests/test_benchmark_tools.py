@@ -48,3 +48,56 @@ def test_clone_run_copies_only_the_units_the_base_trained(sweep, tmp_path):
 def test_variant_may_not_change_a_reused_teacher(sweep):
     with pytest.raises(ValueError, match="teacher_epochs"):
         sweep.reused_units({"name": "bad", "args": ["--teacher_epochs", "36"]})
+
+
+def _predictions(run: Path, model: str, ids, verb_pred, noun_pred, verb_label, noun_label) -> None:
+    import numpy as np
+
+    from mmkd_hf.evaluation.exports import write_predictions_parquet
+
+    folder = run / "eval" / model
+    folder.mkdir(parents=True, exist_ok=True)
+    write_predictions_parquet(folder / "predictions.parquet", ids,
+                              {"verb": np.eye(3)[verb_pred], "noun": np.eye(4)[noun_pred]},
+                              {"verb": verb_label, "noun": noun_label})
+
+
+def test_paired_action_difference_reads_the_runs_predictions(sweep, tmp_path):
+    """Action = verb and noun right; clips matched by id whatever the row order; one row per run; runs without
+    predictions give no interval; runs evaluated on other clips are refused."""
+    action_correct = sweep.paired_action_difference.__globals__["action_correct"]  # distillation_gain's helper
+    runs = [tmp_path / "seed0", tmp_path / "seed1"]
+    for run in runs:
+        # student: every clip right
+        _predictions(run, "student", ["c", "a", "b", "d"], [0, 1, 2, 0], [3, 2, 1, 0], [0, 1, 2, 0], [3, 2, 1, 0])
+        # baseline, rows in another order: d wrong verb, a wrong noun, b and c right
+        _predictions(run, "baseline-rgb", ["d", "b", "a", "c"], [1, 2, 1, 0], [0, 1, 0, 3], [0, 2, 1, 0], [0, 1, 2, 3])
+    ids, correct = action_correct(runs[0] / "eval" / "baseline-rgb" / "predictions.parquet")
+    assert ids == ["a", "b", "c", "d"] and correct.tolist() == [False, True, True, False]
+    result = sweep.paired_action_difference(runs)
+    assert result["runs"] == 2 and result["samples"] == 4
+    assert result["difference"] == pytest.approx(50.0) and result["discordant"] == pytest.approx(50.0)
+    assert sweep.paired_action_difference([tmp_path / "missing"]) == {}
+    _predictions(tmp_path / "other", "student", ["x", "y"], [0, 0], [0, 0], [0, 0], [0, 0])
+    _predictions(tmp_path / "other", "baseline-rgb", ["x", "y"], [0, 0], [0, 0], [0, 0], [0, 0])
+    with pytest.raises(ValueError, match="same samples"):
+        sweep.paired_action_difference([runs[0], tmp_path / "other"])
+
+
+def test_noisy_narrations_swap_the_verbs_of_a_pair(tmp_path):
+    spec = importlib.util.spec_from_file_location("noisy_narrations", REPO / "benchmarks" / "noisy_narrations.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    keys = {0: "take", 1: "put", 6: "shake", 7: "stir"}
+    rows = [{"narration_id": str(i), "verb_class": str(v), "verb": keys[v], "noun": "cup", "narration": f"{keys[v]} cup"}
+            for i, v in enumerate([0, 1, 7, 6])]
+    assert module.confuse_verb_pairs([dict(r) for r in rows], keys, 0.0, seed=0) == 0
+    flipped = [dict(r) for r in rows]
+    assert module.confuse_verb_pairs(flipped, keys, 1.0, seed=0) == 4
+    assert [r["verb_class"] for r in flipped] == ["1", "0", "6", "7"]
+    assert [r["narration"] for r in flipped] == ["put cup", "take cup", "shake cup", "stir cup"]
+    some = [dict(r) for r in rows * 50]
+    count = module.confuse_verb_pairs(some, keys, 0.3, seed=1)
+    assert 35 <= count <= 85 and count == sum(a["verb_class"] != b["verb_class"] for a, b in zip(some, rows * 50))
+    with pytest.raises(ValueError, match="rate"):
+        module.confuse_verb_pairs(rows, keys, 1.5, seed=0)

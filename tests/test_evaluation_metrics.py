@@ -293,3 +293,54 @@ def test_real_labels_random_scores_match_independent_computation(epic):
     sub = epic_action_recognition_metrics(verb[subset], noun[subset], verb_labels[subset], noun_labels[subset])
     assert sub["all_action_accuracy_at_5"] == pytest.approx(100 * expected.mean())
     assert action_id_from_verb_noun(3, 7) == 3007
+
+
+# ------------------------------------------------------------------------------- paired bootstrap (benchmarks)
+def test_paired_bootstrap_difference_limits_and_errors():
+    from mmkd_hf.evaluation.metrics import paired_bootstrap_difference
+
+    rng = np.random.default_rng(0)
+    same = rng.random((3, 50)) < 0.4
+    result = paired_bootstrap_difference(same, same, num_resamples=500)
+    assert result["difference"] == result["low"] == result["high"] == 0.0
+    assert result["probability_not_better"] == 1.0 and result["discordant"] == 0.0
+    always = paired_bootstrap_difference(np.ones((2, 10), bool), np.zeros((2, 10), bool), num_resamples=200)
+    assert always["difference"] == always["low"] == always["high"] == 100.0 and always["probability_not_better"] == 0.0
+    with pytest.raises(ValueError, match="one shape"):
+        paired_bootstrap_difference(np.ones((2, 10), bool), np.ones((2, 11), bool))
+    with pytest.raises(ValueError, match="confidence"):
+        paired_bootstrap_difference(same, same, confidence=1.0)
+
+
+def test_paired_bootstrap_difference_matches_the_binomial_interval():
+    """One run, A right on 30 of 200 samples where B is wrong and nowhere else different: the mean difference is
+    15 points with standard error sqrt(.15 * .85 / 200) = 2.5 points, so the 95 % interval is about 15 +- 4.9."""
+    from mmkd_hf.evaluation.metrics import paired_bootstrap_difference
+
+    b = np.zeros(200, bool)
+    b[100:] = True
+    a = b.copy()
+    a[:30] = True
+    result = paired_bootstrap_difference(a, b, num_resamples=4000, seed=1)
+    assert result["difference"] == pytest.approx(15.0)
+    assert 9.5 < result["low"] < 11.5 and 18.5 < result["high"] < 20.5
+    assert result["probability_not_better"] == 0.0 and result["discordant"] == pytest.approx(15.0)
+    assert paired_bootstrap_difference(a, b, num_resamples=4000, seed=1) == result  # seeded
+
+
+def test_paired_bootstrap_difference_counts_the_seed_to_seed_spread():
+    """Two runs whose differences cancel (+10 and -10 points) give a mean of 0 with a wider interval than two runs
+    that agree on it: resampling the runs carries the training noise into the interval."""
+    from mmkd_hf.evaluation.metrics import paired_bootstrap_difference
+
+    n = 400
+    base = np.zeros(n, bool)
+    up, down = base.copy(), base.copy()
+    up[:40] = True  # A right on 40 more samples: +10 points
+    down_b = base.copy()
+    down_b[:40] = True  # B right on 40 more: -10 points
+    split = paired_bootstrap_difference(np.stack([up, down]), np.stack([base, down_b]), num_resamples=3000)
+    agree = paired_bootstrap_difference(np.stack([up, up]), np.stack([base, base]), num_resamples=3000)
+    assert split["difference"] == pytest.approx(0.0) and agree["difference"] == pytest.approx(10.0)
+    assert split["high"] - split["low"] > 1.5 * (agree["high"] - agree["low"])
+    assert split["low"] < -5 and split["high"] > 5  # the spread of the runs is inside

@@ -57,6 +57,7 @@ __all__ = [
     "epic_action_recognition_metrics",
     "evaluate_epic_predictions",
     "load_epic_annotations",
+    "paired_bootstrap_difference",
     "rank_top_n",
     "softmax",
     "something_something_metrics",
@@ -208,6 +209,57 @@ def binomial_standard_error(accuracy_percent: float, num_samples: int) -> float:
     if num_samples <= 0:
         return float("nan")
     return math.sqrt(accuracy_percent * (100.0 - accuracy_percent) / num_samples)
+
+
+def paired_bootstrap_difference(
+    correct_a: Any, correct_b: Any, num_resamples: int = 10000, confidence: float = 0.95, seed: int = 0
+) -> dict[str, float]:
+    """How sure is "model A beats model B"? A paired, two-level bootstrap of an accuracy difference.
+
+    Args:
+        correct_a, correct_b: ``[runs, samples]`` booleans, whether A (B) is right on each evaluation sample, for
+            several training runs (seeds) evaluated on the **same** samples (one row per run, same column order).
+        num_resamples: bootstrap draws. Each draws runs with replacement and, independently, samples with
+            replacement (the same samples for A and B and for every run: the pairing), and takes the mean
+            difference, so both sources of noise, the training seed and the evaluation set, are in the interval.
+        confidence: two-sided level of the percentile interval.
+        seed: of the resampling.
+
+    Returns:
+        ``difference`` (percentage points, A - B, mean over runs and samples), ``low`` / ``high`` (the percentile
+        interval), ``probability_not_better`` (fraction of draws with a difference <= 0), ``runs``, ``samples`` and
+        ``discordant`` (% of run-sample pairs where exactly one of A and B is right: the only ones that count).
+    """
+    a = np.asarray(to_numpy(correct_a), dtype=bool)
+    b = np.asarray(to_numpy(correct_b), dtype=bool)
+    if a.ndim == 1:
+        a, b = a[None], b[None]
+    if a.shape != b.shape or a.ndim != 2 or a.size == 0:
+        raise ValueError(f"correct_a and correct_b must be [runs, samples] of one shape, got {a.shape} and {b.shape}")
+    if not 0.0 < confidence < 1.0 or num_resamples < 1:
+        raise ValueError(f"need 0 < confidence < 1 and num_resamples >= 1, got {confidence}, {num_resamples}")
+    diff = a.astype(np.float64) - b.astype(np.float64)  # [R, N] in {-1, 0, 1}
+    runs, samples = diff.shape
+    rng = np.random.default_rng(seed)
+    draws = np.empty(num_resamples)
+    for start in range(0, num_resamples, 256):  # in chunks: [chunk, R, N] index arrays stay small
+        k = min(256, num_resamples - start)
+        run_idx = rng.integers(0, runs, size=(k, runs))
+        sample_idx = rng.integers(0, samples, size=(k, samples))
+        picked = diff[run_idx[:, :, None], sample_idx[:, None, :]]  # [k, R, N]
+        draws[start:start + k] = picked.mean(axis=(1, 2))
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(draws, [tail, 1.0 - tail])
+    return {
+        "difference": 100.0 * float(diff.mean()),
+        "low": 100.0 * float(low),
+        "high": 100.0 * float(high),
+        "probability_not_better": float(np.mean(draws <= 0.0)),
+        "confidence": confidence,
+        "runs": runs,
+        "samples": samples,
+        "discordant": 100.0 * float(np.mean(a != b)),
+    }
 
 
 def _summarise(flags: np.ndarray, prefix: str) -> dict[str, float]:

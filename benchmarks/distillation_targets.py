@@ -1,0 +1,95 @@
+"""What do the ensemble's targets add to the labels? Scores a finished run on its own *training* split.
+
+    python benchmarks/distillation_targets.py outputs/mini-kitchens-tiny-seed42
+
+For the two parts of the training split (the teachers' part and the held-out part the ensemble was fit on), with the
+augmented views the student trains on and with un-augmented views, per head:
+
+* the ensemble's top-1 agreement with the label and the mean probability it gives the label (1.0 = the targets are
+  the one-hot labels, and distillation can teach nothing the labels do not);
+* the training top-1 of the student and of baseline-rgb (far below 100 % = they under-fit their training clips, so
+  they are limited by fitting, not by the noise of the targets).
+
+Prints a Markdown table and writes ``<run>/distillation_targets.json`` (or ``--out``). docs/training.md quotes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from mmkd_hf.utils import atomic_write_json  # noqa: E402
+
+
+@torch.no_grad()
+def score(run: Path, batch_size: int = 32) -> list[dict]:
+    from transformers import AutoModel
+
+    import mmkd_hf  # noqa: F401  (registers the models with the Auto classes)
+    from mmkd_hf.distillation.pipeline import PipelineConfig, PipelineData
+
+    torch.manual_seed(0)  # the augmented views' draws follow torch's seed: the same table every time
+    saved = json.loads((run / "config.json").read_text())
+    config = PipelineConfig(**{k: v for k, v in saved.items() if k in PipelineConfig.__dataclass_fields__})
+    data = PipelineData(config)
+    split = json.loads((run / "held_out_split.json").read_text())
+    position = {sample_id: i for i, sample_id in enumerate(data.train_ids())}
+    parts = {"teachers' part": [position[i] for i in split["teacher_train_ids"]],
+             "held-out part": [position[i] for i in split["held_out_ids"]]}
+    ensemble = AutoModel.from_pretrained(run / "ensemble").eval()
+    students = {unit: AutoModel.from_pretrained(run / unit).eval() for unit in ("student", "baseline-rgb")
+                if (run / unit).exists()}
+    modalities = sorted(set(config.teacher_list) | {"rgb"})
+    rows = []
+    for augmented in (True, False):
+        dataset = data.dataset("train", modalities, train=augmented)
+        for part, indices in parts.items():
+            loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=batch_size,
+                                                 collate_fn=data.collator())
+            sums: dict[str, float] = {}
+            count = 0
+            for batch in loader:
+                labels = batch["labels"]
+                for head, logits in ensemble(**batch).logits.items():
+                    probs = logits.float().softmax(-1)
+                    sums[f"ensemble {head} agreement"] = sums.get(f"ensemble {head} agreement", 0.0) + float(
+                        (probs.argmax(-1) == labels[head]).sum())
+                    sums[f"ensemble {head} p(label)"] = sums.get(f"ensemble {head} p(label)", 0.0) + float(
+                        probs.gather(-1, labels[head][:, None]).sum())
+                for unit, model in students.items():
+                    for head, logits in model(pixel_values=batch["pixel_values"]).logits.items():
+                        key = f"{unit} {head} train top-1"
+                        sums[key] = sums.get(key, 0.0) + float((logits.argmax(-1) == labels[head]).sum())
+                count += len(next(iter(labels.values())))
+            rows.append({"views": "augmented" if augmented else "un-augmented", "part": part, "clips": count,
+                         **{k: round(100.0 * v / count, 1) for k, v in sums.items()}})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", help="a finished train.py run folder (ensemble/, student/, baseline-rgb/)")
+    parser.add_argument("--out", help="JSON output (default: <run>/distillation_targets.json)")
+    args = parser.parse_args(argv)
+    run = Path(args.run)
+    rows = score(run)
+    columns = [k for k in rows[0] if k not in ("views", "part", "clips")]
+    print("| views | part | clips | " + " | ".join(columns) + " |")
+    print("|---|---|---:|" + "---:|" * len(columns))
+    for row in rows:
+        print(f"| {row['views']} | {row['part']} | {row['clips']} | " + " | ".join(f"{row[c]:.1f}" for c in columns) + " |")
+    out = Path(args.out) if args.out else run / "distillation_targets.json"
+    atomic_write_json(out, {"benchmark": "distillation_targets", "run": str(run), "unit": "%", "rows": rows})
+    print(f"written {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
