@@ -36,7 +36,7 @@ def score(run: Path, batch_size: int = 32) -> list[dict]:
     from mmkd_hf.distillation.pipeline import PipelineConfig, PipelineData
 
     torch.manual_seed(0)  # the augmented views' draws follow torch's seed: the same table every time
-    saved = json.loads((run / "config.json").read_text())
+    saved = json.loads((run / "config.json").read_text())["config"]  # the run's full PipelineConfig
     config = PipelineConfig(**{k: v for k, v in saved.items() if k in PipelineConfig.__dataclass_fields__})
     data = PipelineData(config)
     split = json.loads((run / "held_out_split.json").read_text())

@@ -215,6 +215,29 @@ def test_end_to_end_tiny_run_then_conflict(tiny_data, tmp_path):
         assert weights.shape == (4,) and torch.isclose(weights.sum(), torch.tensor(1.0))
         assert not torch.allclose(weights, torch.full((4,), 0.25))  # fit on the held-out split, not uniform
 
+    # the benchmark helpers read a finished run: targets vs labels on the training split, paired student - baseline
+    import importlib.util
+
+    benchmarks = Path(__file__).resolve().parents[1] / "benchmarks"
+    modules = {}
+    for name in ("distillation_targets", "distillation_gain"):
+        spec = importlib.util.spec_from_file_location(name, benchmarks / f"{name}.py")
+        modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(modules[name])
+    rows = modules["distillation_targets"].score(run, batch_size=8)
+    assert [(r["views"], r["part"]) for r in rows] == [(v, p) for v in ("augmented", "un-augmented")
+                                                       for p in ("teachers' part", "held-out part")]
+    assert rows[0]["clips"] == len(split["teacher_train_ids"]) and rows[1]["clips"] == len(split["held_out_ids"])
+    for row in rows:
+        for head in ("verb", "noun"):
+            assert 0.0 <= row[f"ensemble {head} p(label)"] <= 100.0
+            assert 0.0 <= row[f"student {head} train top-1"] <= 100.0
+    paired = modules["distillation_gain"].paired_action_difference([run])
+    assert paired["runs"] == 1 and paired["samples"] == len(pipeline.PipelineData(parse_config(
+        TINY + ["--data_dir", str(tiny_data)])).dataset("validation", ["rgb"], train=False))
+    assert paired["difference"] == pytest.approx(results["models"]["student"]["action"]["top1"]
+                                                 - results["models"]["baseline-rgb"]["action"]["top1"])
+
     # a different run into the same folder: clear error, nothing touched
     before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
     assert main(args[:-1] + ["3"]) == 2
