@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from mmkd_hf.evaluation.exports import read_predictions_parquet  # noqa: E402
-from mmkd_hf.evaluation.metrics import paired_bootstrap_difference  # noqa: E402
+from mmkd_hf.evaluation.metrics import paired_bootstrap_difference, top_k_correct  # noqa: E402
 from mmkd_hf.utils import atomic_write_json  # noqa: E402
 
 MODELS = ("student", "baseline-rgb", "omnivore", "ensemble", "teacher-rgb", "teacher-flow", "teacher-audio",
@@ -75,7 +75,7 @@ def action_correct(predictions_file: Path) -> tuple[list[str], "np.ndarray"]:
     heads = [h for h in scores if h in labels and h != "action"] or ["action"]
     correct = np.ones(len(ids), dtype=bool)
     for head in heads:
-        correct &= scores[head].argmax(axis=1) == labels[head]
+        correct &= top_k_correct(scores[head], labels[head], ks=(1,))[1]
     order = np.argsort(ids)
     return [ids[i] for i in order], correct[order]
 

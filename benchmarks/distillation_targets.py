@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import defaultdict
 from pathlib import Path
 
 import torch
@@ -53,20 +54,17 @@ def score(run: Path, batch_size: int = 32) -> list[dict]:
         for part, indices in parts.items():
             loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=batch_size,
                                                  collate_fn=data.collator())
-            sums: dict[str, float] = {}
+            sums: dict[str, float] = defaultdict(float)
             count = 0
             for batch in loader:
                 labels = batch["labels"]
                 for head, logits in ensemble(**batch).logits.items():
                     probs = logits.float().softmax(-1)
-                    sums[f"ensemble {head} agreement"] = sums.get(f"ensemble {head} agreement", 0.0) + float(
-                        (probs.argmax(-1) == labels[head]).sum())
-                    sums[f"ensemble {head} p(label)"] = sums.get(f"ensemble {head} p(label)", 0.0) + float(
-                        probs.gather(-1, labels[head][:, None]).sum())
+                    sums[f"ensemble {head} agreement"] += float((probs.argmax(-1) == labels[head]).sum())
+                    sums[f"ensemble {head} p(label)"] += float(probs.gather(-1, labels[head][:, None]).sum())
                 for unit, model in students.items():
                     for head, logits in model(pixel_values=batch["pixel_values"]).logits.items():
-                        key = f"{unit} {head} train top-1"
-                        sums[key] = sums.get(key, 0.0) + float((logits.argmax(-1) == labels[head]).sum())
+                        sums[f"{unit} {head} train top-1"] += float((logits.argmax(-1) == labels[head]).sum())
                 count += len(next(iter(labels.values())))
             rows.append({"views": "augmented" if augmented else "un-augmented", "part": part, "clips": count,
                          **{k: round(100.0 * v / count, 1) for k, v in sums.items()}})
