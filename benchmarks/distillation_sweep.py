@@ -43,14 +43,25 @@ BASELINE_OPTIONS = TEACHER_OPTIONS + ("--student_epochs", "--student_batch_size"
                                       "--baseline_epochs")
 
 
+#: base units a variant may keep although its options change them (``"reuse": [...]`` in the spec): only the
+#: omnivore baseline, which the student − baseline-rgb comparison does not use (its row then shows the base's schedule)
+OPTIONAL_REUSE = ("omnivore",)
+
+
 def reused_units(variant: dict) -> tuple[str, ...]:
-    """The base run's units a variant reuses: teachers always, baselines unless it changes the student schedule."""
+    """The base run's units a variant reuses: teachers always, baselines unless it changes the student schedule,
+    plus the units of ``OPTIONAL_REUSE`` the variant lists under ``"reuse"`` (to save their training time)."""
     args = variant.get("args", [])
     options = {a.split("=", 1)[0].replace("-", "_").replace("__", "--", 1) for a in args if a.startswith("--")}
     clash = sorted(options & set(TEACHER_OPTIONS))
     if clash:
         raise ValueError(f"variant {variant['name']!r} sets {clash}, which change the teachers it reuses; make it a base")
-    return TEACHER_UNITS + (() if options & set(BASELINE_OPTIONS) else BASELINE_UNITS)
+    extra = tuple(variant.get("reuse", []))
+    refused = sorted(set(extra) - set(OPTIONAL_REUSE))
+    if refused:
+        raise ValueError(f"variant {variant['name']!r}: \"reuse\" may list only {list(OPTIONAL_REUSE)}, not {refused}")
+    units = TEACHER_UNITS + (() if options & set(BASELINE_OPTIONS) else BASELINE_UNITS)
+    return units + tuple(u for u in extra if u not in units)
 
 
 def clone_run(source: Path, target: Path, units: tuple[str, ...], argv: list[str]) -> None:

@@ -45,6 +45,17 @@ def test_clone_run_copies_only_the_units_the_base_trained(sweep, tmp_path):
     assert (target / "config.json").exists()  # the variant's identity, so train.py accepts the folder
 
 
+def test_variant_reuse_list_keeps_only_the_omnivore_baseline(sweep):
+    """A variant that changes the student schedule retrains both baselines, unless it asks to keep omnivore (which
+    the student − baseline-rgb comparison does not use); baseline-rgb or a teacher option cannot be kept that way."""
+    longer = {"name": "long", "args": ["--student_epochs", "144"]}
+    assert "omnivore" not in sweep.reused_units(longer) and "baseline-rgb" not in sweep.reused_units(longer)
+    kept = sweep.reused_units({**longer, "reuse": ["omnivore"]})
+    assert "omnivore" in kept and "baseline-rgb" not in kept and "teacher-rgb" in kept
+    with pytest.raises(ValueError, match="baseline-rgb"):
+        sweep.reused_units({**longer, "reuse": ["baseline-rgb"]})
+
+
 def test_variant_may_not_change_a_reused_teacher(sweep):
     with pytest.raises(ValueError, match="teacher_epochs"):
         sweep.reused_units({"name": "bad", "args": ["--teacher_epochs", "36"]})
