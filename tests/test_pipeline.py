@@ -142,6 +142,34 @@ def test_epoch_seeded_items_repeat_exactly_and_change_with_the_epoch():
     assert not torch.equal(data[2]["pixel_values"], first)
 
 
+def test_epoch_seeded_batches_are_fetched_at_once_and_equal_single_items(tiny_epic, data_cache):
+    """A DataLoader asks the training wrapper for whole batches: they come from the dataset's own ``__getitems__``
+    (frames written into one batch buffer) and hold exactly the items fetched one by one, augmentations included,
+    in any order and epoch; a dataset without ``__getitems__`` falls back to single items."""
+    from mmkd_hf.data import MultimodalCollator, load_dataset
+
+    ds = load_dataset("epic-kitchens-100", tiny_epic, "train", ["rgb", "flow"], data_cache, num_frames=4,
+                      crop_size=32, train=True, frames_dtype="uint8")
+    data = EpochSeededDataset(torch.utils.data.Subset(ds, [2, 0, 1]), seed=5)
+    for epoch in (0, 1):
+        data.set_epoch(epoch)
+        outer = torch.random.get_rng_state()
+        batch = data.__getitems__([2, 0, 1])
+        assert torch.equal(torch.random.get_rng_state(), outer)
+        singles = [data[i] for i in (2, 0, 1)]
+        for got, want in zip(batch, singles):
+            assert got["segment_id"] == want["segment_id"]
+            for key in ("pixel_values", "flow_values"):
+                assert torch.equal(got[key], want[key]), (epoch, key, got["segment_id"])
+        # one buffer behind the batch's frames: the collator hands it on without a copy
+        assert len({item["pixel_values"].untyped_storage().data_ptr() for item in batch}) == 1
+    loader = torch.utils.data.DataLoader(data, batch_size=3, collate_fn=MultimodalCollator(), shuffle=False)
+    first = next(iter(loader))
+    assert torch.equal(first["pixel_values"], torch.stack([data[i]["pixel_values"] for i in range(3)]))
+    plain = EpochSeededDataset(_Items("pixel_values"), seed=3)
+    assert [item["segment_id"] for item in plain.__getitems__([1, 0])] == ["s1", "s0"]
+
+
 # ------------------------------------------------------------------------------------------ end to end
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):

@@ -26,6 +26,7 @@ layout tensors get it too (``[V, T, N, ...]``), audio is repeated over crops.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -33,7 +34,7 @@ import os
 import sys
 import threading
 from dataclasses import dataclass, field, replace
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -671,6 +672,8 @@ class MultimodalTransform:
         self.source = source
         self.skipped: list[dict[str, str]] = []
         self._draws = 0
+        self._pending_row_seeds: list[int] | None = None
+        self._row_seed: int | None = None
 
     # ---- rng: deterministic in evaluation, fresh per access (and per worker/epoch) in training
     def reset_draw_counter(self) -> None:
@@ -684,13 +687,36 @@ class MultimodalTransform:
         if not self.config.train:
             return np.random.default_rng([self.config.seed, index])
         self._draws += 1
-        return np.random.default_rng([self.config.seed, torch.initial_seed() % (2**63), index, self._draws])
+        base = torch.initial_seed() if self._row_seed is None else self._row_seed
+        return np.random.default_rng([self.config.seed, base % (2**63), index, self._draws])
+
+    @contextlib.contextmanager
+    def seeded_rows(self, seeds: Sequence[int]) -> Iterator[None]:
+        """Within the block, the next call's rows are drawn with their own seeds: row ``i`` exactly as if it were
+        fetched alone after ``torch.manual_seed(seeds[i])`` and :meth:`reset_draw_counter` (how the pipeline's
+        ``EpochSeededDataset`` seeds single items), so a batch fetched at once (``Dataset.__getitems__``, whose
+        frames go straight into one batch buffer) equals the same items fetched one by one."""
+        self._pending_row_seeds = [int(s) for s in seeds]
+        try:
+            yield
+        finally:
+            self._pending_row_seeds = None
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         _configure_worker_once()
         n = len(next(iter(batch.values())))
+        seeds, self._pending_row_seeds = self._pending_row_seeds, None
+        if seeds is not None and len(seeds) != n:
+            raise ValueError(f"seeded_rows() was given {len(seeds)} seeds for a call with {n} rows")
         slots = self._batch_slots(n)
-        items = [self.process_row({k: v[i] for k, v in batch.items()}, slots[i]) for i in range(n)]
+        items = []
+        try:
+            for i in range(n):
+                if seeds is not None:
+                    self._row_seed, self._draws = seeds[i], 0
+                items.append(self.process_row({k: v[i] for k, v in batch.items()}, slots[i]))
+        finally:
+            self._row_seed = None
         keys: list[str] = []
         for item in items:
             for k in item:

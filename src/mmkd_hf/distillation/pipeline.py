@@ -486,6 +486,18 @@ class EpochSeededDataset(torch.utils.data.Dataset):
         with isolated_rng(self.item_seed(index)):
             return self.dataset[index]
 
+    def __getitems__(self, indices: list[int]) -> list:
+        """A whole batch at once (what a ``DataLoader`` asks for): through the wrapped dataset's own
+        ``__getitems__`` when it is one ``mmkd_hf.data`` dataset, so its frames are written straight into one batch
+        buffer (no copy in the collator), each row still drawn with its own (seed, epoch, index) seed; the items
+        equal ``[self[i] for i in indices]``. Other datasets (e.g. ``OmnivoreDataset``) are fetched item by item."""
+        getitems = getattr(self.dataset, "__getitems__", None)
+        transforms = find_transforms(self.dataset)
+        if getitems is None or len(transforms) != 1 or not hasattr(transforms[0], "seeded_rows"):
+            return [self[i] for i in indices]
+        with transforms[0].seeded_rows([self.item_seed(i) for i in indices]):
+            return getitems(list(indices))
+
 
 
 class SimulatedInterruption(RuntimeError):
