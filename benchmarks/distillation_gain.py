@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
@@ -66,11 +68,9 @@ def run_seeds(seeds: list[int], output_dir: Path, extra: list[str], launcher: li
     return {seed: json.loads(seed_command(seed, output_dir, extra, launcher)[1].read_text()) for seed in seeds}
 
 
-def action_correct(predictions_file: Path) -> tuple[list[str], "np.ndarray"]:
+def action_correct(predictions_file: Path) -> tuple[list[str], np.ndarray]:
     """Sample ids (sorted) and whether each sample's action is right: every head's top-1 equals its label
     (verb and noun for EPIC-style heads, the single head otherwise), from an evaluation's predictions.parquet."""
-    import numpy as np
-
     ids, scores, labels = read_predictions_parquet(predictions_file)
     heads = [h for h in scores if h in labels and h != "action"] or ["action"]
     correct = np.ones(len(ids), dtype=bool)
@@ -94,8 +94,6 @@ def paired_action_difference(run_dirs: list[Path], model_a: str = "student", mod
         reference = ids_a
         rows_a.append(a)
         rows_b.append(b)
-    import numpy as np
-
     return paired_bootstrap_difference(np.stack(rows_a), np.stack(rows_b))
 
 

@@ -1,21 +1,15 @@
 """The benchmark helpers that reuse run folders (benchmarks/distillation_sweep.py)."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
+from conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def sweep():
-    """benchmarks/distillation_sweep.py as a module (it puts src/ and benchmarks/ on sys.path itself)."""
-    spec = importlib.util.spec_from_file_location("distillation_sweep", REPO / "benchmarks" / "distillation_sweep.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("distillation_sweep")
 
 
 def _fake_run(root: Path, units: list[str]) -> Path:
@@ -76,7 +70,7 @@ def _predictions(run: Path, model: str, ids, verb_pred, noun_pred, verb_label, n
 def test_paired_action_difference_reads_the_runs_predictions(sweep, tmp_path):
     """Action = verb and noun right; clips matched by id whatever the row order; one row per run; runs without
     predictions give no interval; runs evaluated on other clips are refused."""
-    action_correct = sweep.paired_action_difference.__globals__["action_correct"]  # distillation_gain's helper
+    action_correct = load_benchmark("distillation_gain").action_correct
     runs = [tmp_path / "seed0", tmp_path / "seed1"]
     for run in runs:
         # student: every clip right
@@ -96,9 +90,7 @@ def test_paired_action_difference_reads_the_runs_predictions(sweep, tmp_path):
 
 
 def test_noisy_narrations_swap_the_verbs_of_a_pair(tmp_path):
-    spec = importlib.util.spec_from_file_location("noisy_narrations", REPO / "benchmarks" / "noisy_narrations.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark("noisy_narrations")
     keys = {0: "take", 1: "put", 6: "shake", 7: "stir"}
     rows = [{"narration_id": str(i), "verb_class": str(v), "verb": keys[v], "noun": "cup", "narration": f"{keys[v]} cup"}
             for i, v in enumerate([0, 1, 7, 6])]

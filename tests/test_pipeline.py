@@ -244,15 +244,9 @@ def test_end_to_end_tiny_run_then_conflict(tiny_data, tmp_path):
         assert not torch.allclose(weights, torch.full((4,), 0.25))  # fit on the held-out split, not uniform
 
     # the benchmark helpers read a finished run: targets vs labels on the training split, paired student - baseline
-    import importlib.util
+    from conftest import load_benchmark
 
-    benchmarks = Path(__file__).resolve().parents[1] / "benchmarks"
-    modules = {}
-    for name in ("distillation_targets", "distillation_gain"):
-        spec = importlib.util.spec_from_file_location(name, benchmarks / f"{name}.py")
-        modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(modules[name])
-    rows = modules["distillation_targets"].score(run, batch_size=8)
+    rows = load_benchmark("distillation_targets").score(run, batch_size=8)
     assert [(r["views"], r["part"]) for r in rows] == [(v, p) for v in ("augmented", "un-augmented")
                                                        for p in ("teachers' part", "held-out part")]
     assert rows[0]["clips"] == len(split["teacher_train_ids"]) and rows[1]["clips"] == len(split["held_out_ids"])
@@ -260,7 +254,7 @@ def test_end_to_end_tiny_run_then_conflict(tiny_data, tmp_path):
         for head in ("verb", "noun"):
             assert 0.0 <= row[f"ensemble {head} p(label)"] <= 100.0
             assert 0.0 <= row[f"student {head} train top-1"] <= 100.0
-    paired = modules["distillation_gain"].paired_action_difference([run])
+    paired = load_benchmark("distillation_gain").paired_action_difference([run])
     assert paired["runs"] == 1 and paired["samples"] == len(pipeline.PipelineData(parse_config(
         TINY + ["--data_dir", str(tiny_data)])).dataset("validation", ["rgb"], train=False))
     assert paired["difference"] == pytest.approx(results["models"]["student"]["action"]["top1"]

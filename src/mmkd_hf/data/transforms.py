@@ -713,7 +713,8 @@ class MultimodalTransform:
         try:
             for i in range(n):
                 if seeds is not None:
-                    self._row_seed, self._draws = seeds[i], 0
+                    self._row_seed = seeds[i]
+                    self.reset_draw_counter()
                 items.append(self.process_row({k: v[i] for k, v in batch.items()}, slots[i]))
         finally:
             self._row_seed = None
