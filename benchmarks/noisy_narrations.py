@@ -1,15 +1,20 @@
-"""A mini-kitchens copy whose *training* narrations confuse the two verbs of a pair (a data variant for sweeps).
+"""A mini-kitchens copy whose *training* narrations confuse the two verbs (and optionally the two nouns) of a pair.
 
     python benchmarks/noisy_narrations.py .cache/mini-kitchens .cache/mk-verbflip30 --rate 0.3 --seed 0
+    python benchmarks/noisy_narrations.py .cache/mini-kitchens .cache/mk-flip30-both --rate 0.3 --noun-rate 0.3 --seed 0
     python benchmarks/distillation_gain.py --seeds 5 --output-dir outputs/kd-verbflip30 -- --data_dir .cache/mk-verbflip30
 
 (the session-5 rows of docs/training.md: 76 of the 300 training narrations confused).
 
 Mini-kitchens verbs come in pairs that differ only in direction (take/put, push/pull, open/close, shake/stir:
-ids 2k and 2k+1). With probability ``--rate`` a training segment's narration names the other verb of its pair, as an
-annotator who misjudges the direction would; the pixels, flow, audio and boxes still show the true action, and the
-validation narrations stay exact. The labels are then noisy *given every modality*, which is what lets a teacher
-ensemble's soft targets carry less noise than the labels (docs/training.md, "Does distillation pay").
+ids 2k and 2k+1), and nouns in pairs of the same shape (plate/bowl, box/sponge, bottle/jar, board/tray,
+cheese/pizza: ids 2k and 2k+1). With probability ``--rate`` a training segment's narration names the other verb of
+its pair, as an annotator who misjudges the direction would, and with probability ``--noun-rate`` (drawn
+independently) the other noun of its pair, as one who mistakes a plate for a bowl would; the pixels, flow, audio
+and boxes still show the true action, and the validation narrations stay exact. The labels are then noisy *given
+every modality*, which is what lets a teacher ensemble's soft targets carry less noise than the labels
+(docs/training.md, "Does distillation pay"). The verb draws come first, so the same seed confuses the same verbs
+with or without noun noise.
 
 The copy hard-links every file (copies where links are impossible) and rewrites only EPIC_100_train.csv.
 """
@@ -38,26 +43,53 @@ def _link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
-def confuse_verb_pairs(rows: list[dict[str, str]], verb_keys: dict[int, str], rate: float, seed: int) -> int:
-    """In place: each row's verb becomes the other verb of its pair with probability ``rate``; returns how many."""
-    if not 0.0 <= rate <= 1.0:
-        raise ValueError(f"rate must be in [0, 1], got {rate}")
-    flips = np.random.default_rng(seed).random(len(rows)) < rate
-    for row, flip in zip(rows, flips):
-        if flip:
-            verb = int(row["verb_class"]) ^ 1
-            if verb not in verb_keys:
-                raise ValueError(f"{row.get('narration_id')}: verb {row['verb_class']} has no pair partner {verb}")
-            row["verb_class"], row["verb"] = str(verb), verb_keys[verb]
-            row["narration"] = f"{verb_keys[verb]} {row['noun']}"
-    return int(flips.sum())
+def _flip_to_partner(row: dict[str, str], head: str, keys: dict[int, str]) -> None:
+    """Rename one row's ``head`` (verb or noun) to the other class of its pair (ids 2k and 2k+1)."""
+    partner = int(row[f"{head}_class"]) ^ 1
+    if partner not in keys:
+        raise ValueError(f"{row.get('narration_id')}: {head} {row[f'{head}_class']} has no pair partner {partner}")
+    row[f"{head}_class"], row[head] = str(partner), keys[partner]
+    if head == "noun" and "all_nouns" in row:
+        row["all_nouns"], row["all_noun_classes"] = f"['{keys[partner]}']", f"[{partner}]"
+    row["narration"] = f"{row['verb']} {row['noun']}"
+
+
+def confuse_pairs(rows: list[dict[str, str]], verb_keys: dict[int, str], verb_rate: float, seed: int,
+                  noun_keys: dict[int, str] | None = None, noun_rate: float = 0.0) -> tuple[int, int]:
+    """In place: each row's verb becomes the other verb of its pair with probability ``verb_rate``, and (drawn
+    independently) its noun the other noun of its pair with probability ``noun_rate``; returns both counts.
+
+    The verb draws come first from one generator, so a copy with noun noise has the same verb flips as the
+    verb-only copy of the same seed."""
+    for name, rate in (("verb rate", verb_rate), ("noun rate", noun_rate)):
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {rate}")
+    if noun_rate > 0 and not noun_keys:
+        raise ValueError("noun_rate > 0 needs the noun classes (noun_keys)")
+    rng = np.random.default_rng(seed)
+    verb_flips = rng.random(len(rows)) < verb_rate
+    noun_flips = rng.random(len(rows)) < noun_rate if noun_rate > 0 else np.zeros(len(rows), dtype=bool)
+    for row, verb_flip, noun_flip in zip(rows, verb_flips, noun_flips):
+        if verb_flip:
+            _flip_to_partner(row, "verb", verb_keys)
+        if noun_flip:
+            _flip_to_partner(row, "noun", noun_keys)
+    return int(verb_flips.sum()), int(noun_flips.sum())
+
+
+def _class_keys(path: Path) -> dict[int, str]:
+    with open(path, newline="") as fh:
+        return {int(r["id"]): r["key"] for r in csv.DictReader(fh)}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", help="a generated mini-kitchens folder (mmkd-hf make-mini-dataset)")
     parser.add_argument("target", help="the noisy copy (must not exist)")
-    parser.add_argument("--rate", type=float, default=0.3, help="probability that a training narration is confused")
+    parser.add_argument("--rate", "--verb-rate", dest="rate", type=float, default=0.3,
+                        help="probability that a training narration names the other verb of its pair")
+    parser.add_argument("--noun-rate", type=float, default=0.0,
+                        help="probability (drawn independently) that it names the other noun of its pair")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     source, target = Path(args.source), Path(args.target)
@@ -69,15 +101,16 @@ def main(argv: list[str] | None = None) -> int:
     train_csv = target / "EPIC_100_train.csv"
     with open(train_csv, newline="") as fh:
         rows = list(csv.DictReader(fh))
-    with open(target / "EPIC_100_verb_classes.csv", newline="") as fh:
-        verb_keys = {int(r["id"]): r["key"] for r in csv.DictReader(fh)}
-    flipped = confuse_verb_pairs(rows, verb_keys, args.rate, args.seed)
+    verb_keys = _class_keys(target / "EPIC_100_verb_classes.csv")
+    noun_keys = _class_keys(target / "EPIC_100_noun_classes.csv")
+    verbs, nouns = confuse_pairs(rows, verb_keys, args.rate, args.seed, noun_keys, args.noun_rate)
     train_csv.unlink()  # a hard link to the source's file: replace it, never write through it
     with atomic_path(train_csv) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    print(f"{target}: {flipped} of {len(rows)} training narrations name the other verb of their pair")
+    print(f"{target}: of {len(rows)} training narrations, {verbs} name the other verb of their pair and {nouns} the "
+          f"other noun of theirs")
     return 0
 
 

@@ -89,18 +89,33 @@ def test_paired_action_difference_reads_the_runs_predictions(sweep, tmp_path):
         sweep.paired_action_difference([runs[0], tmp_path / "other"])
 
 
-def test_noisy_narrations_swap_the_verbs_of_a_pair(tmp_path):
+def test_noisy_narrations_swap_the_verbs_and_nouns_of_a_pair(tmp_path):
     module = load_benchmark("noisy_narrations")
     keys = {0: "take", 1: "put", 6: "shake", 7: "stir"}
-    rows = [{"narration_id": str(i), "verb_class": str(v), "verb": keys[v], "noun": "cup", "narration": f"{keys[v]} cup"}
+    nouns = {0: "plate", 1: "bowl"}
+    rows = [{"narration_id": str(i), "verb_class": str(v), "verb": keys[v], "noun": "plate", "noun_class": "0",
+             "narration": f"{keys[v]} plate", "all_nouns": "['plate']", "all_noun_classes": "[0]"}
             for i, v in enumerate([0, 1, 7, 6])]
-    assert module.confuse_verb_pairs([dict(r) for r in rows], keys, 0.0, seed=0) == 0
+    assert module.confuse_pairs([dict(r) for r in rows], keys, 0.0, seed=0) == (0, 0)
     flipped = [dict(r) for r in rows]
-    assert module.confuse_verb_pairs(flipped, keys, 1.0, seed=0) == 4
+    assert module.confuse_pairs(flipped, keys, 1.0, seed=0) == (4, 0)
     assert [r["verb_class"] for r in flipped] == ["1", "0", "6", "7"]
-    assert [r["narration"] for r in flipped] == ["put cup", "take cup", "shake cup", "stir cup"]
-    some = [dict(r) for r in rows * 50]
-    count = module.confuse_verb_pairs(some, keys, 0.3, seed=1)
+    assert [r["narration"] for r in flipped] == ["put plate", "take plate", "shake plate", "stir plate"]
+    both = [dict(r) for r in rows]
+    assert module.confuse_pairs(both, keys, 1.0, seed=0, noun_keys=nouns, noun_rate=1.0) == (4, 4)
+    assert {(r["noun"], r["noun_class"], r["all_nouns"], r["all_noun_classes"]) for r in both} == {
+        ("bowl", "1", "['bowl']", "[1]")}
+    assert [r["narration"] for r in both] == ["put bowl", "take bowl", "shake bowl", "stir bowl"]
+    some, with_nouns = [dict(r) for r in rows * 50], [dict(r) for r in rows * 50]
+    count, _ = module.confuse_pairs(some, keys, 0.3, seed=1)
     assert 35 <= count <= 85 and count == sum(a["verb_class"] != b["verb_class"] for a, b in zip(some, rows * 50))
-    with pytest.raises(ValueError, match="rate"):
-        module.confuse_verb_pairs(rows, keys, 1.5, seed=0)
+    # noun noise is drawn after the verbs: the same seed confuses the same verbs with or without it
+    _, noun_count = module.confuse_pairs(with_nouns, keys, 0.3, seed=1, noun_keys=nouns, noun_rate=0.3)
+    assert [r["verb_class"] for r in with_nouns] == [r["verb_class"] for r in some]
+    assert 35 <= noun_count <= 85 and noun_count == sum(r["noun_class"] == "1" for r in with_nouns)
+    with pytest.raises(ValueError, match="verb rate"):
+        module.confuse_pairs(rows, keys, 1.5, seed=0)
+    with pytest.raises(ValueError, match="noun_keys"):
+        module.confuse_pairs(rows, keys, 0.1, seed=0, noun_rate=0.2)
+    with pytest.raises(ValueError, match="no pair partner"):
+        module.confuse_pairs([dict(rows[0], noun_class="3")], keys, 0.0, seed=0, noun_keys=nouns, noun_rate=1.0)
