@@ -23,17 +23,13 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
-
-from mmkd_hf.utils import atomic_path  # noqa: E402
 
 
 def _link_or_copy(src: str, dst: str) -> None:
@@ -82,6 +78,44 @@ def _class_keys(path: Path) -> dict[int, str]:
         return {int(r["id"]): r["key"] for r in csv.DictReader(fh)}
 
 
+#: written into every copy: how it was made (a copy is reused only when it matches)
+PROVENANCE_FILE = "noisy_narrations.json"
+
+
+def make_noisy_copy(source: Path, target: Path, verb_rate: float, noun_rate: float = 0.0, seed: int = 0) -> dict:
+    """Write the noisy copy of ``source`` at ``target`` (assembled beside it and renamed into place, so an interrupted
+    call leaves no half-made copy); returns its provenance (also saved as ``target/noisy_narrations.json``)."""
+    source, target = Path(source), Path(target)
+    if not (source / "EPIC_100_train.csv").is_file():
+        raise FileNotFoundError(f"{source} holds no EPIC_100_train.csv: not a mini-kitchens folder")
+    if target.exists():
+        raise FileExistsError(f"{target} exists: choose a new folder")
+    staging = target.with_name(f".{target.name}.partial-{os.getpid()}")
+    if staging.exists():
+        shutil.rmtree(staging)
+    shutil.copytree(source, staging, copy_function=_link_or_copy)
+    try:
+        train_csv = staging / "EPIC_100_train.csv"
+        with open(train_csv, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        verb_keys = _class_keys(staging / "EPIC_100_verb_classes.csv")
+        noun_keys = _class_keys(staging / "EPIC_100_noun_classes.csv")
+        verbs, nouns = confuse_pairs(rows, verb_keys, verb_rate, seed, noun_keys, noun_rate)
+        train_csv.unlink()  # a hard link to the source's file: replace it, never write through it
+        with open(train_csv, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        provenance = {"source": str(source), "verb_rate": verb_rate, "noun_rate": noun_rate, "seed": seed,
+                      "training_narrations": len(rows), "verbs_confused": verbs, "nouns_confused": nouns}
+        (staging / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=1) + "\n")
+        os.rename(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return provenance
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", help="a generated mini-kitchens folder (mmkd-hf make-mini-dataset)")
@@ -92,25 +126,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="probability (drawn independently) that it names the other noun of its pair")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    source, target = Path(args.source), Path(args.target)
-    if not (source / "EPIC_100_train.csv").is_file():
-        raise SystemExit(f"{source} holds no EPIC_100_train.csv: not a mini-kitchens folder")
-    if target.exists():
-        raise SystemExit(f"{target} exists: choose a new folder")
-    shutil.copytree(source, target, copy_function=_link_or_copy)
-    train_csv = target / "EPIC_100_train.csv"
-    with open(train_csv, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    verb_keys = _class_keys(target / "EPIC_100_verb_classes.csv")
-    noun_keys = _class_keys(target / "EPIC_100_noun_classes.csv")
-    verbs, nouns = confuse_pairs(rows, verb_keys, args.rate, args.seed, noun_keys, args.noun_rate)
-    train_csv.unlink()  # a hard link to the source's file: replace it, never write through it
-    with atomic_path(train_csv) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"{target}: of {len(rows)} training narrations, {verbs} name the other verb of their pair and {nouns} the "
-          f"other noun of theirs")
+    try:
+        made = make_noisy_copy(Path(args.source), Path(args.target), args.rate, args.noun_rate, args.seed)
+    except (FileNotFoundError, FileExistsError) as error:
+        raise SystemExit(str(error)) from None
+    print(f"{args.target}: of {made['training_narrations']} training narrations, {made['verbs_confused']} name the "
+          f"other verb of their pair and {made['nouns_confused']} the other noun of theirs")
     return 0
 
 

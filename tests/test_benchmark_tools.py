@@ -119,3 +119,71 @@ def test_noisy_narrations_swap_the_verbs_and_nouns_of_a_pair(tmp_path):
         module.confuse_pairs(rows, keys, 0.1, seed=0, noun_rate=0.2)
     with pytest.raises(ValueError, match="no pair partner"):
         module.confuse_pairs([dict(rows[0], noun_class="3")], keys, 0.0, seed=0, noun_keys=nouns, noun_rate=1.0)
+
+
+def _tiny_epic_folder(root, verbs=(0, 1, 6), nouns=(0, 1, 0)):
+    root.mkdir()
+    with open(root / "EPIC_100_verb_classes.csv", "w") as fh:
+        fh.write("id,key\n0,take\n1,put\n6,shake\n7,stir\n")
+    with open(root / "EPIC_100_noun_classes.csv", "w") as fh:
+        fh.write("id,key\n0,plate\n1,bowl\n")
+    verb_keys, noun_keys = {0: "take", 1: "put", 6: "shake"}, {0: "plate", 1: "bowl"}
+    with open(root / "EPIC_100_train.csv", "w") as fh:
+        fh.write("narration_id,narration,verb,verb_class,noun,noun_class,all_nouns,all_noun_classes\n")
+        for i, (v, n) in enumerate(zip(verbs, nouns)):
+            fh.write(f"P01_01_{i},{verb_keys[v]} {noun_keys[n]},{verb_keys[v]},{v},{noun_keys[n]},{n},"
+                     f"\"['{noun_keys[n]}']\",[{n}]\n")
+    (root / "EPIC_100_validation.csv").write_text("narration_id\nP01_02_0\n")
+    return root
+
+
+def test_noisy_copy_rewrites_only_the_training_narrations_and_records_how(tmp_path):
+    import csv
+
+    module = load_benchmark("noisy_narrations")
+    source = _tiny_epic_folder(tmp_path / "mk")
+    before = (source / "EPIC_100_train.csv").read_text()
+    made = module.make_noisy_copy(source, tmp_path / "noisy", verb_rate=1.0, noun_rate=1.0, seed=3)
+    assert made == {"source": str(source), "verb_rate": 1.0, "noun_rate": 1.0, "seed": 3, "training_narrations": 3,
+                    "verbs_confused": 3, "nouns_confused": 3}
+    target = tmp_path / "noisy"
+    assert json.loads((target / module.PROVENANCE_FILE).read_text()) == made
+    rows = list(csv.DictReader(open(target / "EPIC_100_train.csv")))
+    assert [(r["verb_class"], r["noun_class"], r["narration"]) for r in rows] == [
+        ("1", "1", "put bowl"), ("0", "0", "take plate"), ("7", "1", "stir bowl")]
+    assert (source / "EPIC_100_train.csv").read_text() == before  # the source is never written through its link
+    assert (target / "EPIC_100_validation.csv").read_text() == (source / "EPIC_100_validation.csv").read_text()
+    with pytest.raises(FileExistsError, match="exists"):
+        module.make_noisy_copy(source, target, verb_rate=0.5)
+    with pytest.raises(FileNotFoundError, match="not a mini-kitchens folder"):
+        module.make_noisy_copy(tmp_path / "nowhere", tmp_path / "other", verb_rate=0.5)
+
+
+def test_a_failed_noisy_copy_leaves_nothing_behind(tmp_path):
+    module = load_benchmark("noisy_narrations")
+    source = _tiny_epic_folder(tmp_path / "mk", verbs=(0, 6, 6))
+    (source / "EPIC_100_verb_classes.csv").write_text("id,key\n0,take\n1,put\n6,shake\n")  # shake has no partner
+    with pytest.raises(ValueError, match="no pair partner"):
+        module.make_noisy_copy(source, tmp_path / "noisy", verb_rate=1.0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mk"]
+
+
+def test_the_noisy_narrations_regime_makes_its_copy_once_and_refuses_another(tmp_path, monkeypatch):
+    import mmkd_hf.data.builders.mini_kitchens as mini_kitchens
+
+    gain = load_benchmark("distillation_gain")
+    monkeypatch.setattr(mini_kitchens, "ensure_mini_kitchens", lambda path, seed: None)  # the folder is made below
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    _tiny_epic_folder(cache / "mini-kitchens")
+    assert gain.regime_options("default", cache) == []
+    options = gain.regime_options("noisy-narrations", cache)
+    copy = cache / "mk-flip30-both"
+    assert options == ["--data_dir", str(copy), "--student_epochs", "144"]
+    made = json.loads((copy / "noisy_narrations.json").read_text())
+    assert (made["verb_rate"], made["noun_rate"], made["seed"]) == (0.3, 0.3, 0)
+    (copy / "marker").write_text("kept")
+    assert gain.regime_options("noisy-narrations", cache) == options and (copy / "marker").exists()  # reused
+    (copy / "noisy_narrations.json").write_text(json.dumps(dict(made, noun_rate=0.0)))
+    with pytest.raises(SystemExit, match="was not made with"):
+        gain.regime_options("noisy-narrations", cache)

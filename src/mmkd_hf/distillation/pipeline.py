@@ -499,7 +499,6 @@ class EpochSeededDataset(torch.utils.data.Dataset):
             return getitems(list(indices))
 
 
-
 class SimulatedInterruption(RuntimeError):
     """Raised by ``--stop-after-steps`` to imitate a crash (tests of ``--resume``)."""
 
