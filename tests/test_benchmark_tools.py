@@ -1,6 +1,7 @@
 """The benchmark helpers that reuse run folders (benchmarks/distillation_sweep.py)."""
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -187,3 +188,45 @@ def test_the_noisy_narrations_regime_makes_its_copy_once_and_refuses_another(tmp
     (copy / "noisy_narrations.json").write_text(json.dumps(dict(made, noun_rate=0.0)))
     with pytest.raises(SystemExit, match="was not made with"):
         gain.regime_options("noisy-narrations", cache)
+
+
+_FAKE_TRAIN = '''
+import json, sys
+from pathlib import Path
+argv = sys.argv[2:]  # sys.argv[1] is train.py
+value = lambda name: argv[argv.index(name) + 1]
+seed, run = int(value("--seed")), Path(value("--output_dir")) / value("--run_name")
+run.mkdir(parents=True, exist_ok=True)
+def model(action, ece):
+    return {"heads": {h: {"top1": action + 20, "ece": ece} for h in ("verb", "noun")}, "action": {"top1": action}}
+(run / "argv.json").write_text(json.dumps(argv))
+(run / "results.json").write_text(json.dumps({"models": {"student": model(34.0 + seed, 11.0),
+                                                          "baseline-rgb": model(28.0, 22.0)}}))
+'''
+
+
+def test_distillation_gain_runs_the_regime_with_its_options_and_its_own_folders(tmp_path, monkeypatch):
+    """main() end to end with a stand-in for train.py: the regime's --data_dir and schedule reach every seed's
+    command line, its run folders and result default to per-regime paths, and the verdict is computed."""
+    import mmkd_hf.data.builders.mini_kitchens as mini_kitchens
+
+    gain = load_benchmark("distillation_gain")
+    monkeypatch.setattr(gain, "REPO", tmp_path)
+    monkeypatch.setattr(mini_kitchens, "ensure_mini_kitchens", lambda path, seed: None)
+    (tmp_path / ".cache").mkdir()
+    _tiny_epic_folder(tmp_path / ".cache" / "mini-kitchens")
+    fake = tmp_path / "fake_train.py"
+    fake.write_text(_FAKE_TRAIN)
+    assert gain.main(["--regime", "noisy-narrations", "--seeds", "2", "--launcher", f"{sys.executable} {fake}",
+                      "--", "--temperature", "2"]) == 0
+    runs = tmp_path / "outputs" / "benchmarks-noisy-narrations"
+    for seed in (0, 1):
+        argv = json.loads((runs / f"distillation-gain-seed{seed}" / "argv.json").read_text())
+        assert argv[argv.index("--data_dir") + 1] == str(tmp_path / ".cache" / "mk-flip30-both")
+        assert argv[argv.index("--student_epochs") + 1] == "144" and argv[-2:] == ["--temperature", "2"]
+    result = json.loads((tmp_path / "benchmarks" / "results" / "distillation_gain_noisy_narrations.json").read_text())
+    verdict = result["student_vs_baseline_rgb"]
+    assert result["regime"] == "noisy-narrations" and verdict["meets_target"]
+    assert verdict["action_top1_gain"]["values"] == [6.0, 7.0] and verdict["ece_change"]["mean"] == -11.0
+    with pytest.raises(SystemExit):  # the regime brings its own data
+        gain.main(["--regime", "noisy-narrations", "--", "--data_dir", "elsewhere"])
