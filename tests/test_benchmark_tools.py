@@ -1,4 +1,5 @@
-"""The benchmark helpers that reuse run folders (benchmarks/distillation_sweep.py)."""
+"""The benchmark helpers: distillation_sweep.py (reused run folders), noisy_narrations.py (noisy copies) and
+distillation_gain.py (regimes, the verdict)."""
 
 import json
 import sys
