@@ -197,9 +197,10 @@ def main(argv: list[str] | None = None) -> int:
     args.result = args.result or str(REPO / "benchmarks" / "results" / f"distillation_gain{suffix.replace('-', '_')}.json")
     output_dir.mkdir(parents=True, exist_ok=True)
     extra = list(args.extra)
-    if args.regime != "default" and any("--data_dir" in e or "--data-dir" in e for e in extra):
+    own_data = any("--data_dir" in e or "--data-dir" in e for e in extra)
+    if args.regime != "default" and own_data:
         parser.error(f"--regime {args.regime} brings its own --data_dir; drop the one after --")
-    if args.regime != "default" or not any("--data_dir" in e or "--data-dir" in e for e in extra):
+    if args.regime != "default" or not own_data:
         # make the shared dataset (and the regime's copy) once, before parallel runs would race to generate it
         extra = regime_options(args.regime, REPO / ".cache") + extra
     per_seed = run_seeds(seeds, output_dir, extra, args.launcher.split(), args.parallel)

@@ -31,6 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from mmkd_hf.utils import atomic_directory  # noqa: E402
+
 
 def _link_or_copy(src: str, dst: str) -> None:
     try:
@@ -90,11 +94,8 @@ def make_noisy_copy(source: Path, target: Path, verb_rate: float, noun_rate: flo
         raise FileNotFoundError(f"{source} holds no EPIC_100_train.csv: not a mini-kitchens folder")
     if target.exists():
         raise FileExistsError(f"{target} exists: choose a new folder")
-    staging = target.with_name(f".{target.name}.partial-{os.getpid()}")
-    if staging.exists():
-        shutil.rmtree(staging)
-    shutil.copytree(source, staging, copy_function=_link_or_copy)
-    try:
+    with atomic_directory(target) as staging:  # assembled beside target, renamed into place when complete
+        shutil.copytree(source, staging, copy_function=_link_or_copy, dirs_exist_ok=True)
         train_csv = staging / "EPIC_100_train.csv"
         with open(train_csv, newline="") as fh:
             rows = list(csv.DictReader(fh))
@@ -109,10 +110,6 @@ def make_noisy_copy(source: Path, target: Path, verb_rate: float, noun_rate: flo
         provenance = {"source": str(source), "verb_rate": verb_rate, "noun_rate": noun_rate, "seed": seed,
                       "training_narrations": len(rows), "verbs_confused": verbs, "nouns_confused": nouns}
         (staging / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=1) + "\n")
-        os.rename(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return provenance
 
 
