@@ -4,12 +4,12 @@
     accelerate launch train.py --config my.json     # a real dataset / stage / subset of teachers
     accelerate launch train.py --help               # every option, with help text
 
-All logic lives in ``mmkd_hf.distillation.pipeline``; this file only hands it the command line.
+All logic lives in ``mmkd_hf.pipeline``; this file only hands it the command line.
 """
 
 import sys
 
-from mmkd_hf.distillation.pipeline import main
+from mmkd_hf.pipeline import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -43,7 +43,7 @@ from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg
 
 from mmkd_hf.data import MultimodalCollator, load_dataset
 from mmkd_hf.data.sampling import rgb_to_flow_index, sample_indices
-from mmkd_hf.data.transforms import dataloader_worker_init, keep_freed_memory
+from mmkd_hf.data.memory import dataloader_worker_init, keep_freed_memory
 from mmkd_hf.utils import atomic_write_json
 
 HEIGHT, WIDTH = 256, 456

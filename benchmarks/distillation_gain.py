@@ -9,7 +9,8 @@ Each seed is one full `train.py` run (its own run folder under --output-dir; tra
 benchmark can be interrupted and restarted, and a finished run is only re-evaluated). Prints a Markdown table of mean ± std over the seeds and writes
 benchmarks/results/distillation_gain.json. Target: student action top-1 >= baseline-rgb + 3 points, with lower ECE.
 The main job's recipe (exact labels, 12 epochs) misses it; the EPIC-like regime (``--regime noisy-narrations``: training
-narrations noisy in the verb and the noun, student and baselines 144 epochs) meets it (docs/training.md, "Session 7").
+narrations noisy in the verb and the noun, student and baselines 144 epochs) meets it (docs/training.md,
+"Does distillation pay on mini-kitchens?").
 
 Beside the mean ± std over seeds, the student − baseline-rgb action difference gets a paired bootstrap interval
 (`mmkd_hf.evaluation.metrics.paired_bootstrap_difference`: the validation clips and the seeds resampled, both models
@@ -34,7 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from mmkd_hf.evaluation.exports import read_predictions_parquet  # noqa: E402
 from mmkd_hf.evaluation.metrics import paired_bootstrap_difference, top_k_correct  # noqa: E402
+from mmkd_hf.synthetic import ensure_mini_kitchens  # noqa: E402
 from mmkd_hf.utils import atomic_write_json  # noqa: E402
+from noisy_narrations import PROVENANCE_FILE, make_noisy_copy  # noqa: E402
 
 MODELS = ("student", "baseline-rgb", "omnivore", "ensemble", "teacher-rgb", "teacher-flow", "teacher-audio",
           "teacher-layout")
@@ -43,9 +46,9 @@ TARGET_GAIN = 3.0
 #: ``--regime``: extra train.py options and the noisy copy of mini-kitchens (None: the default data) per regime
 REGIMES: dict[str, dict] = {
     "default": {"train_options": [], "noisy_copy": None},
-    # the EPIC-like regime (docs/training.md, "Session 7"): training narrations that stay noisy given every
-    # modality (each verb and each noun confused with its pair partner with probability 0.3, validation exact),
-    # and a student and baselines trained long enough to fit them
+    # the EPIC-like regime (docs/training.md, "Does distillation pay on mini-kitchens?"): training narrations that
+    # stay noisy given every modality (each verb and each noun confused with its pair partner with probability 0.3,
+    # validation exact), and a student and baselines trained long enough to fit them
     "noisy-narrations": {"train_options": ["--student_epochs", "144"],
                          "noisy_copy": {"name": "mk-flip30-both", "verb_rate": 0.3, "noun_rate": 0.3, "seed": 0}},
 }
@@ -153,9 +156,6 @@ def markdown(table: dict, seeds: list[int]) -> str:
 def regime_options(regime: str, cache: Path) -> list[str]:
     """The train.py options of a ``--regime``, making its noisy copy of ``cache/mini-kitchens`` on first use (a
     copy made with other settings is refused rather than reused)."""
-    from mmkd_hf.data.builders.mini_kitchens import ensure_mini_kitchens
-    from noisy_narrations import PROVENANCE_FILE, make_noisy_copy
-
     settings = REGIMES[regime]
     source = cache / "mini-kitchens"
     ensure_mini_kitchens(source, seed=0)
@@ -188,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="default: the main job's recipe on mini-kitchens. noisy-narrations: the EPIC-like regime, "
                              "a copy of mini-kitchens whose training narrations confuse each verb and each noun with "
                              "its pair partner (probability 0.3 each; benchmarks/noisy_narrations.py), student and "
-                             "baselines trained 144 epochs (docs/training.md, 'Session 7')")
+                             "baselines trained 144 epochs (docs/training.md, 'Does distillation pay on "
+                             "mini-kitchens?')")
     parser.add_argument("extra", nargs="*", help="options passed to train.py (after --)")
     args = parser.parse_args(argv)
     seeds = list(range(args.seeds))

@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from mmkd_hf.distillation.pipeline import RunFolder, parse_config  # noqa: E402
+from mmkd_hf.pipeline import RunFolder, parse_config  # noqa: E402
 from mmkd_hf.utils import atomic_write_json  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -36,9 +36,10 @@ TEACHER_UNITS = ("teacher-rgb", "teacher-flow", "teacher-audio", "teacher-layout
 BASELINE_UNITS = ("baseline-rgb", "omnivore")
 #: options that change what a reused unit would be (a variant may not set them)
 TEACHER_OPTIONS = ("--seed", "--dataset", "--data_dir", "--preset", "--num_frames", "--image_size", "--frame_sampler",
-                   "--frame_stride", "--mini_kitchens_scale", "--max_train_samples", "--held_out_fraction",
-                   "--teacher_epochs", "--teacher_batch_size", "--teacher_learning_rate", "--layout_learning_rate",
-                   "--weight_decay", "--warmup_ratio", "--max_grad_norm", "--max_steps", "--teachers")
+                   "--frame_stride", "--frames_dtype", "--mini_kitchens_scale", "--max_train_samples",
+                   "--held_out_fraction", "--teacher_epochs", "--teacher_batch_size", "--teacher_learning_rate",
+                   "--layout_learning_rate", "--weight_decay", "--warmup_ratio", "--max_grad_norm", "--max_steps",
+                   "--teachers")
 BASELINE_OPTIONS = TEACHER_OPTIONS + ("--student_epochs", "--student_batch_size", "--student_learning_rate",
                                       "--baseline_epochs")
 

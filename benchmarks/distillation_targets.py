@@ -22,38 +22,36 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
+from transformers import AutoModel
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+import mmkd_hf  # noqa: E402,F401  (registers the models with the Auto classes)
+from mmkd_hf.data import MultimodalCollator, RunSettings, load_dataset  # noqa: E402
 from mmkd_hf.utils import atomic_write_json  # noqa: E402
 
 
 @torch.no_grad()
 def score(run: Path, batch_size: int = 32) -> list[dict]:
-    from transformers import AutoModel
-
-    import mmkd_hf  # noqa: F401  (registers the models with the Auto classes)
-    from mmkd_hf.distillation.pipeline import PipelineConfig, PipelineData
-
     torch.manual_seed(0)  # the augmented views' draws follow torch's seed: the same table every time
-    saved = json.loads((run / "config.json").read_text())["config"]  # the run's full PipelineConfig
-    config = PipelineConfig(**{k: v for k, v in saved.items() if k in PipelineConfig.__dataclass_fields__})
-    data = PipelineData(config)
+    settings = RunSettings.from_run_dir(run)  # the run's resolved data settings
+    teachers = json.loads((run / "config.json").read_text())["identity"]["teachers"].split(",")
+    train_ids = load_dataset(settings.dataset, data_dir=settings.data_dir, split="train", decode=False)["segment_id"]
     split = json.loads((run / "held_out_split.json").read_text())
-    position = {sample_id: i for i, sample_id in enumerate(data.train_ids())}
+    position = {str(sample_id): i for i, sample_id in enumerate(train_ids)}
     parts = {"teachers' part": [position[i] for i in split["teacher_train_ids"]],
              "held-out part": [position[i] for i in split["held_out_ids"]]}
     ensemble = AutoModel.from_pretrained(run / "ensemble").eval()
     students = {unit: AutoModel.from_pretrained(run / unit).eval() for unit in ("student", "baseline-rgb")
                 if (run / unit).exists()}
-    modalities = sorted(set(config.teacher_list) | {"rgb"})
+    modalities = sorted(set(teachers) | {"rgb"})
     rows = []
     for augmented in (True, False):
-        dataset = data.dataset("train", modalities, train=augmented)
+        dataset = settings.load_dataset("train", modalities=modalities, train=augmented)
         for part, indices in parts.items():
             loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=batch_size,
-                                                 collate_fn=data.collator())
+                                                 collate_fn=MultimodalCollator())
             sums: dict[str, float] = defaultdict(float)
             count = 0
             for batch in loader:

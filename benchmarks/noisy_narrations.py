@@ -4,7 +4,8 @@
     python benchmarks/noisy_narrations.py .cache/mini-kitchens .cache/mk-flip30-both --rate 0.3 --noun-rate 0.3 --seed 0
     python benchmarks/distillation_gain.py --seeds 5 --output-dir outputs/kd-verbflip30 -- --data_dir .cache/mk-verbflip30
 
-(the session-5 rows of docs/training.md: 76 of the 300 training narrations confused).
+(the verb-only rows of docs/training.md, "Which labels make distillation pay?": 76 of the 300 training
+narrations confused).
 
 Mini-kitchens verbs come in pairs that differ only in direction (take/put, push/pull, open/close, shake/stir:
 ids 2k and 2k+1), and nouns in pairs of the same shape (plate/bowl, box/sponge, bottle/jar, board/tray,

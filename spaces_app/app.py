@@ -2,7 +2,8 @@
 
 Model: ``MMKD_MODEL`` (a Hub repo id or a local ``save_pretrained`` folder), default
 ``outputs/<latest run>/student``; loaded once at start. When the model folder has a sibling ``ensemble/``
-(a run folder) and the run's dataset can be read, the examples are clips of that dataset's validation split
+(a run folder) and the run's dataset can be read (the run's ``run_settings.json``, through
+``mmkd_hf.data.RunSettings``), the examples are clips of that dataset's validation split
 and, for them, the teacher ensemble (which also sees flow, audio and object boxes) runs beside the student,
 with its end-to-end time: the paper's point, visible.
 
@@ -13,9 +14,7 @@ and gradio's ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT``.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import json
 import os
 import tempfile
 import threading
@@ -67,7 +66,7 @@ def load_classifier(source: str):
     from transformers import pipeline
 
     if _package_available():
-        return pipeline("video-classification", model=source)
+        return pipeline("mmkd-video-classification", model=source)
     return pipeline(model=source, trust_remote_code=True)
 
 
@@ -158,16 +157,6 @@ def ensemble_head_labels(config: Any) -> dict[str, list[str]]:
     return {}
 
 
-def _run_config(run_dir: Path) -> dict[str, Any]:
-    for name in ("results.json", "config.json"):
-        path = run_dir / name
-        if path.is_file():
-            payload = json.loads(path.read_text(encoding="utf-8"))
-            if isinstance(payload.get("config"), dict):
-                return payload["config"]
-    return {}
-
-
 def load_ensemble_demo(student_source: str, examples_dir: Path, count: int = 3) -> tuple[EnsembleDemo | None, str]:
     """The ensemble of the student's run and example clips cut from its validation split, or (None, reason)."""
     override = os.environ.get("MMKD_ENSEMBLE")
@@ -180,35 +169,44 @@ def load_ensemble_demo(student_source: str, examples_dir: Path, count: int = 3) 
     try:
         from transformers import AutoModel
 
-        from mmkd_hf.distillation.pipeline import PipelineConfig, PipelineData
+        from mmkd_hf.data import MultimodalCollator, RunSettings
 
         model = AutoModel.from_pretrained(ensemble_dir).eval()
         teachers = list(getattr(model.config, "teacher_order", None) or model.config.teachers)
         modalities = sorted(set(teachers) | {"rgb"})
         # The run's own data settings (clip length, size, audio front end): exactly what the teachers were trained on.
-        known = {f.name for f in dataclasses.fields(PipelineConfig)}
-        run_config = PipelineConfig(**{k: v for k, v in _run_config(ensemble_dir.parent).items() if k in known})
-        data = PipelineData(run_config)
-        dataset = data.dataset("validation", modalities, train=False)
-        demo = EnsembleDemo(model=model, dataset=dataset, collator=data.collator())
-        examples_dir.mkdir(parents=True, exist_ok=True)
-        for index in range(min(count, len(dataset))):
-            path = examples_dir / f"example-{index}.mp4"
-            frames = dataset[index]["pixel_values"]  # [T, 3, H, W] in [0, 1]
-            write_mp4(path, (frames.permute(0, 2, 3, 1).clamp(0, 1) * 255).byte().numpy())
-            demo.examples[file_digest(path)] = index
+        dataset = RunSettings.from_run_dir(ensemble_dir).load_dataset("validation", modalities, train=False)
+        demo = EnsembleDemo(model=model, dataset=dataset, collator=MultimodalCollator(),
+                            examples=write_examples(dataset, examples_dir, count))
         return demo, f"loaded from {ensemble_dir}"
     except Exception as err:  # the ensemble is an extra: the student demo works without it
         return None, f"not available ({type(err).__name__}: {err})"
+
+
+def frames_to_uint8(frames: torch.Tensor) -> torch.Tensor:
+    """Dataset frames as uint8 0-255: uint8 frames stay as they are, float frames in [0, 1] are scaled."""
+    if frames.dtype == torch.uint8:
+        return frames
+    if not frames.is_floating_point():
+        raise TypeError(f"frames must be uint8 or float in [0, 1], got {frames.dtype}")
+    return (frames.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+#: H.264 settings of the example clips: near-lossless (crf 12) so the student sees what the dataset holds.
+#: yuv420p keeps the clips playable in every browser (its chroma subsampling is most of the remaining loss);
+#: tests/test_space_examples.py checks PSNR >= 30 dB against the dataset clip.
+EXAMPLE_CODEC_OPTIONS = {"crf": "12", "preset": "medium"}
 
 
 def write_mp4(path: Path, frames: np.ndarray, fps: int = 8) -> Path:
     """Writes uint8 frames ``[T, H, W, 3]`` as an H.264 mp4 that browsers play (even sides, yuv420p)."""
     import av
 
+    if frames.dtype != np.uint8:
+        raise TypeError(f"write_mp4 takes uint8 frames, got {frames.dtype}")
     frames = frames[:, : frames.shape[1] // 2 * 2, : frames.shape[2] // 2 * 2]
     with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
+        stream = container.add_stream("libx264", rate=fps, options=EXAMPLE_CODEC_OPTIONS)
         stream.height, stream.width, stream.pix_fmt = frames.shape[1], frames.shape[2], "yuv420p"
         for frame in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
@@ -216,6 +214,18 @@ def write_mp4(path: Path, frames: np.ndarray, fps: int = 8) -> Path:
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+def write_examples(dataset: Any, examples_dir: Path, count: int) -> dict[str, int]:
+    """Writes the first ``count`` clips of ``dataset`` as ``example-<i>.mp4``; returns clip digest -> index."""
+    examples_dir.mkdir(parents=True, exist_ok=True)
+    examples = {}
+    for index in range(min(count, len(dataset))):
+        path = examples_dir / f"example-{index}.mp4"
+        frames = frames_to_uint8(dataset[index]["pixel_values"])  # [T, 3, H, W]
+        write_mp4(path, frames.permute(0, 2, 3, 1).numpy())
+        examples[file_digest(path)] = index
+    return examples
 
 
 def synthetic_examples(examples_dir: Path, count: int = 2) -> list[Path]:

@@ -1,4 +1,5 @@
-"""Shared test fixtures: the real data folder (../shared/data) and a tiny synthetic EPIC-layout dataset."""
+"""Shared test fixtures: the real data folder (../shared/data), a tiny synthetic EPIC-layout dataset and a tiny
+mini-kitchens generation."""
 
 from __future__ import annotations
 
@@ -144,3 +145,21 @@ def tiny_epic(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def data_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("datasets_cache")
+
+
+#: a tiny mini-kitchens generation: one seen participant (1 training + 1 validation video), one unseen participant
+#: (1 validation video), one test video; 4 segments per video of 8-12 frames at 32x32
+MINI_KITCHENS_TINY = dict(
+    seen_participants=1, videos_per_seen_participant=2, validation_videos_per_seen_participant=1,
+    unseen_participants=1, videos_per_unseen_participant=1, test_videos=1, segments_per_video=4,
+    min_segment_frames=8, max_segment_frames=12, height=32, width=32,
+)
+
+
+@pytest.fixture(scope="session")
+def mini_kitchens_dir(tmp_path_factory) -> Path:
+    """A tiny mini-kitchens generation (seed 3), generated explicitly once per session:
+    ``load_dataset("mini-kitchens", data_dir=...)`` only reads it."""
+    from mmkd_hf.synthetic import ensure_mini_kitchens
+
+    return ensure_mini_kitchens(tmp_path_factory.mktemp("mini_kitchens") / "mini", seed=3, **MINI_KITCHENS_TINY)

@@ -20,7 +20,7 @@ def ensure_registered() -> None:
 
     from mmkd_hf.models.video_swin.configuration_video_swin import VideoSwinConfig
     from mmkd_hf.models.video_swin.video_processing_video_swin import VideoSwinVideoProcessor
-    from mmkd_hf.pipelines import register_pipeline
+    from mmkd_hf.models.multi_head_video_pipeline import register_pipeline
 
     register_pipeline()
     AutoVideoProcessor.register(VideoSwinConfig, VideoSwinVideoProcessor, exist_ok=True)

@@ -171,10 +171,8 @@ def test_a_failed_noisy_copy_leaves_nothing_behind(tmp_path):
 
 
 def test_the_noisy_narrations_regime_makes_its_copy_once_and_refuses_another(tmp_path, monkeypatch):
-    import mmkd_hf.data.builders.mini_kitchens as mini_kitchens
-
     gain = load_benchmark("distillation_gain")
-    monkeypatch.setattr(mini_kitchens, "ensure_mini_kitchens", lambda path, seed: None)  # the folder is made below
+    monkeypatch.setattr(gain, "ensure_mini_kitchens", lambda path, seed: None)  # the folder is made below
     cache = tmp_path / "cache"
     cache.mkdir()
     _tiny_epic_folder(cache / "mini-kitchens")
@@ -209,11 +207,9 @@ def model(action, ece):
 def test_distillation_gain_runs_the_regime_with_its_options_and_its_own_folders(tmp_path, monkeypatch):
     """main() end to end with a stand-in for train.py: the regime's --data_dir and schedule reach every seed's
     command line, its run folders and result default to per-regime paths, and the verdict is computed."""
-    import mmkd_hf.data.builders.mini_kitchens as mini_kitchens
-
     gain = load_benchmark("distillation_gain")
     monkeypatch.setattr(gain, "REPO", tmp_path)
-    monkeypatch.setattr(mini_kitchens, "ensure_mini_kitchens", lambda path, seed: None)
+    monkeypatch.setattr(gain, "ensure_mini_kitchens", lambda path, seed: None)
     (tmp_path / ".cache").mkdir()
     _tiny_epic_folder(tmp_path / ".cache" / "mini-kitchens")
     fake = tmp_path / "fake_train.py"

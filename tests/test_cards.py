@@ -119,30 +119,8 @@ def test_dataset_card(tmp_path):
     assert "| train | 7 |" in counts.text and counts.data.to_dict()["configs"][0]["data_files"][0]["split"] == "train"
 
 
-def test_installed_package_carries_the_card_templates(tmp_path):
-    """A wheel holds ``mmkd_hf/hub/templates/`` (the files behind the link to ``hub_cards/``): a copy of the package
-    away from the repository, links resolved as a wheel build does, still renders both card templates."""
-    import shutil
-    import subprocess
-    import sys
-    from pathlib import Path
+def test_dataset_card_without_a_repo():
+    from mmkd_hf.hub.cards import render_dataset_card
 
-    import mmkd_hf
-    from mmkd_hf.hub.cards import TEMPLATE_DIR
-
-    repo_cards = Path(__file__).resolve().parents[1] / "hub_cards"
-    assert sorted(p.name for p in TEMPLATE_DIR.iterdir()) == sorted(p.name for p in repo_cards.iterdir())
-    site = tmp_path / "site"
-    shutil.copytree(Path(mmkd_hf.__file__).parent, site / "mmkd_hf", symlinks=False,
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    assert not (site / "mmkd_hf" / "hub" / "templates").is_symlink()
-    code = (
-        "import mmkd_hf.hub.cards as c, mmkd_hf.data.registry as r\n"
-        "assert str(c.TEMPLATE_DIR).startswith(%r), c.TEMPLATE_DIR\n"
-        "print(len(c.TEMPLATE_DIR.joinpath(c.MODEL_CARD_TEMPLATE).read_text()))\n"
-        "print(len(r.render_dataset_card('epic-kitchens-100').text))\n" % str(site)
-    )
-    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                          env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert all(int(n) > 200 for n in done.stdout.split())
+    card = render_dataset_card("something-something-v2")
+    assert "Qualcomm" in card.text and "## This repository" not in card.text and not card.data.to_dict().get("configs")

@@ -237,3 +237,34 @@ def test_relative_position_index_of_another_window_is_rejected(tmp_path):
     checkpoint, config = write_experiment(tmp_path / "exp", original, EPIC_FLOW_YAML)
     with pytest.raises(ValueError, match="relative_position_index buffers differ"):
         convert_original_checkpoint(checkpoint, config, tmp_path / "out", config_overrides=SWIN_TINY)
+
+
+EPIC_RGB_YAML = EPIC_FLOW_YAML.replace("DATASET_TYPE: flow", "DATASET_TYPE: video")
+
+
+def test_converted_rgb_folder_runs_the_multi_head_pipeline(tmp_path):
+    import json
+
+    from transformers import pipeline
+
+    from helpers_hub import write_clip
+    from mmkd_hf.models.multi_head_video_pipeline import REMOTE_PIPELINE_FILE, REMOTE_TASK, TASK
+
+    torch.manual_seed(0)
+    model = VideoSwinForVideoClassification(
+        VideoSwinConfig(**SWIN_TINY, num_frames=4, modality="rgb", heads={"verb": 3, "noun": 5})).eval()
+    checkpoint, config = write_experiment(tmp_path / "exp", to_original_layout(model), EPIC_RGB_YAML)
+    out = tmp_path / "converted"
+    convert_original_checkpoint(checkpoint, config, out, config_overrides=SWIN_TINY)
+    assert REMOTE_TASK in json.loads((out / "config.json").read_text())["custom_pipelines"]
+    assert (out / REMOTE_PIPELINE_FILE).is_file() and (out / "video_preprocessor_config.json").is_file()
+    result = pipeline(TASK, model=str(out))(str(write_clip(tmp_path / "clip.mp4", num_frames=8)), top_k=2)
+    assert list(result) == ["verb", "noun", "action"] and len(result["verb"]) == 2
+
+
+def test_converted_flow_folder_declares_no_video_pipeline(tmp_path):
+    import json
+
+    checkpoint, config = write_experiment(tmp_path / "exp", to_original_layout(tiny_flow_swin()), EPIC_FLOW_YAML)
+    convert_original_checkpoint(checkpoint, config, tmp_path / "converted", config_overrides=SWIN_TINY)
+    assert "custom_pipelines" not in json.loads((tmp_path / "converted" / "config.json").read_text())

@@ -2,7 +2,8 @@
 
 import pytest
 
-from mmkd_hf.data import DATASETS, build_metadata, dataset_card_info, render_dataset_card
+from mmkd_hf.data import DATASETS, build_metadata, dataset_card_info
+from mmkd_hf.hub.cards import render_dataset_card
 
 
 @pytest.mark.parametrize("name", sorted(DATASETS))
@@ -14,7 +15,7 @@ def test_card_info_complete(name):
 def test_rendered_card_matches_builder_info(tiny_epic, data_cache):
     splits = build_metadata("epic-kitchens-100", tiny_epic, data_cache)
     builder_info = splits["train"].info
-    card = render_dataset_card("epic-kitchens-100", splits)
+    card = render_dataset_card("epic-kitchens-100", splits=splits)
     text = str(card)
     assert card.data.license == "cc-by-nc-4.0" == builder_info.license
     assert builder_info.description in text and builder_info.citation in text

@@ -6,14 +6,9 @@ import torch
 import torch.nn.functional as TF
 
 from mmkd_hf.data import AudioConfig, AugmentationConfig, MultimodalCollator, sample_augmentation
-from mmkd_hf.data.transforms import (
-    apply_to_frames,
-    log_mel_windows,
-    mask_spectrogram,
-    pad_layout,
-    resize_spectrogram,
-    transform_boxes,
-)
+from mmkd_hf.data.audio import log_mel_windows, mask_spectrogram, resize_spectrogram
+from mmkd_hf.data.augmentation import apply_to_frames
+from mmkd_hf.data.layout import pad_layout, transform_boxes
 
 
 def _params(train=True, flip=False, seed=0, size=(48, 64), crop=32, num_crops=1):
@@ -21,7 +16,7 @@ def _params(train=True, flip=False, seed=0, size=(48, 64), crop=32, num_crops=1)
     return sample_augmentation(np.random.default_rng(seed), size, cfg, train)
 
 
-def test_train_params_follow_spec_ranges():
+def test_train_params_follow_the_original_ranges():
     p = _params(seed=3)
     short = min(p.resize)
     assert round(32 * 1.15) <= short <= round(32 * 1.43)
@@ -171,7 +166,7 @@ def _stepwise_jitter(frames, jitter):
 @pytest.mark.parametrize("jitter", [((0, 1, 2, 3), 1.25, 0.75, 1.2, 0.1), ((3, 2, 1, 0), 0.8, 1.25, 0.75, -0.07),
                                     ((2, 0, 3, 1), 1.1, 1.2, 1.25, 0.0)])
 def test_uint8_colour_jitter_matches_stepwise_blends(jitter):
-    from mmkd_hf.data.transforms import color_jitter_uint8
+    from mmkd_hf.data.augmentation import color_jitter_uint8
 
     frames = torch.randint(0, 256, (3, 3, 20, 24), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     out = color_jitter_uint8(frames.clone(memory_format=torch.channels_last), jitter)

@@ -112,7 +112,7 @@ def test_multi_head_ce_with_head_weights_matches_manual():
     assert multi_head_ce_loss(logits, labels).item() == pytest.approx((verb + noun) / 2, rel=1e-6)
     weighted = multi_head_ce_loss(logits, labels, head_weights={"verb": 2.0, "noun": 0.5})
     assert weighted.item() == pytest.approx((2.0 * verb + 0.5 * noun) / 2, rel=1e-6)
-    with pytest.raises(ValueError, match="labels lacks head"):
+    with pytest.raises(ValueError, match="labels lack heads"):
         multi_head_ce_loss(logits, {"verb": labels["verb"]})
 
 

@@ -14,6 +14,7 @@ from mmkd_hf import (
     VideoSwinConfig,
     VideoSwinForVideoClassification,
 )
+from mmkd_hf.distillation.ensemble_fitting import collect_held_out_logits, fit_calibration, fit_full_dataset_weights
 from mmkd_hf.distillation.weighting import per_sample_weights, per_teacher_cross_entropy
 from mmkd_hf.models.ensemble.modeling_ensemble import select_model_inputs
 
@@ -188,7 +189,7 @@ def test_fit_full_dataset_weights_closed_form_two_processes_and_round_trip(teach
     )
     items = _held_out_items(5)
     loader = DataLoader(items, batch_size=2, collate_fn=_collate)
-    weights = ensemble.fit_full_dataset_weights(loader)
+    weights = fit_full_dataset_weights(ensemble, loader)
     assert ensemble.config.weighting == "full-dataset"
 
     full = _collate(items)
@@ -202,9 +203,9 @@ def test_fit_full_dataset_weights_closed_form_two_processes_and_round_trip(teach
 
     # Two processes: each fits a disjoint strided shard and the sums are reduced -> the same weights.
     rank1 = RecordingAccelerator(1)
-    ensemble.fit_full_dataset_weights(loader, accelerator=rank1)
+    fit_full_dataset_weights(ensemble, loader, accelerator=rank1)
     rank0 = RecordingAccelerator(0, rank1.sent)
-    two_process = ensemble.fit_full_dataset_weights(loader, accelerator=rank0)
+    two_process = fit_full_dataset_weights(ensemble, loader, accelerator=rank0)
     assert [int(t[-1]) for t in rank0.sent] == [3, 3] and [int(t[-1]) for t in rank1.sent] == [2, 2]
     for head in HEADS:
         assert torch.allclose(two_process[head], weights[head], atol=1e-5)
@@ -266,7 +267,7 @@ def test_fit_calibration_scales_logits_by_the_nll_temperature_and_round_trips(te
     full = _collate(items)
     loader = DataLoader(items, batch_size=5, collate_fn=_collate)
 
-    temperatures = ensemble.fit_calibration(loader)
+    temperatures = fit_calibration(ensemble, loader)
     assert ensemble.config.calibration_temperatures == temperatures
     calibrated = ensemble(**full).logits
     for head in HEADS:
@@ -277,30 +278,30 @@ def test_fit_calibration_scales_logits_by_the_nll_temperature_and_round_trips(te
         nll = torch.nn.functional.cross_entropy
         assert nll(calibrated[head], full["labels"][head]) < nll(raw[head], full["labels"][head])
     # Refitting starts from the uncalibrated logits (no compounding).
-    assert ensemble.fit_calibration(loader) == pytest.approx(temperatures)
+    assert fit_calibration(ensemble, loader) == pytest.approx(temperatures)
 
     # Two processes: each collects its strided shard (13 and 12 samples), the logits are padded, gathered and
     # trimmed -> the same temperatures.
     rank1 = GatheringAccelerator(1)
     rank1.other_rows = 13
-    ensemble.fit_calibration(loader, accelerator=rank1)
+    fit_calibration(ensemble, loader, accelerator=rank1)
     rank0 = GatheringAccelerator(0, rank1.sent)
     rank0.other_rows = 12
-    two_process = ensemble.fit_calibration(loader, accelerator=rank0)
+    two_process = fit_calibration(ensemble, loader, accelerator=rank0)
     assert [t.shape[0] for t in rank0.sent] == [1, 13, 1, 13, 1, 13, 1, 13]  # counts, padded logits, labels
     assert two_process == pytest.approx(temperatures, rel=1e-5)
 
     # One pass of the teachers serves both fits: with collected logits neither fit runs a teacher again.
-    held_out = ensemble.collect_held_out_logits(loader)
+    held_out = collect_held_out_logits(ensemble, loader)
     assert held_out.logits["verb"].shape == (25, 2, HEADS["verb"]) and torch.equal(held_out.labels["noun"],
                                                                                      full["labels"]["noun"])
-    weights = ensemble.fit_full_dataset_weights(loader, set_weighting=False)
+    weights = fit_full_dataset_weights(ensemble, loader, set_weighting=False)
     forward = ensemble.teacher_forward
     ensemble.teacher_forward = lambda batch: pytest.fail("a teacher ran again")
     try:
-        from_collected = ensemble.fit_full_dataset_weights(held_out=held_out, set_weighting=False)
+        from_collected = fit_full_dataset_weights(ensemble, held_out=held_out, set_weighting=False)
         assert all(torch.allclose(from_collected[h], weights[h]) for h in HEADS)
-        assert ensemble.fit_calibration(held_out=held_out) == pytest.approx(temperatures)
+        assert fit_calibration(ensemble, held_out=held_out) == pytest.approx(temperatures)
     finally:
         ensemble.teacher_forward = forward
 
@@ -319,5 +320,5 @@ def test_calibration_temperatures_are_validated(teachers):
         with pytest.raises(ValueError, match=match):
             type(ensemble.config).from_dict({**config, "calibration_temperatures": bad})
     with pytest.raises(ValueError, match="labels"):
-        ensemble.fit_calibration([{k: v for k, v in make_batch().items() if k != "labels"}])
+        fit_calibration(ensemble, [{k: v for k, v in make_batch().items() if k != "labels"}])
     assert ensemble.config.calibration_temperatures == {}

@@ -17,14 +17,8 @@ from torchvision.transforms.v2 import functional as VF
 from mmkd_hf.data import AugmentationConfig, MultimodalCollator, load_dataset, sample_augmentation
 from mmkd_hf.data.decoding import FolderFrames, decode_jpeg_bytes
 from mmkd_hf.data.errors import FileDecodeError
-from mmkd_hf.data.transforms import (
-    _StoragePool,
-    _pack_planes,
-    _split_planes,
-    apply_to_frames,
-    batch_buffer,
-    color_jitter_uint8,
-)
+from mmkd_hf.data.augmentation import _pack_planes, _split_planes, apply_to_frames, color_jitter_uint8
+from mmkd_hf.data.memory import _StoragePool, batch_buffer
 from test_data_transforms import _stepwise_jitter  # the float64 step-by-step jitter reference
 
 
@@ -179,10 +173,10 @@ def _random_jitter(rng, seed):
 def test_uint8_jitter_matches_stepwise_blends(seed, backend, monkeypatch):
     """Every order, factors on both sides of 1 (passes made only where a clamp can matter), hue 0 or not;
     OpenCV's passes and the torch fallback's."""
-    import mmkd_hf.data.transforms as transforms
+    import mmkd_hf.data.augmentation as augmentation
 
     if backend == "torch":
-        monkeypatch.setattr(transforms, "_cv2", None)
+        monkeypatch.setattr(augmentation, "_cv2", None)
     rng = np.random.default_rng(seed)
     frames = torch.from_numpy(np.stack([_smooth(rng, 20, 28) for _ in range(3)])).permute(0, 3, 1, 2)  # channels-last
     jitter = _random_jitter(rng, seed)
@@ -286,17 +280,17 @@ def test_transform_configures_its_dataloader_worker_once(monkeypatch):
 
     import cv2
 
-    from mmkd_hf.data import transforms
+    from mmkd_hf.data import memory
 
-    calls, worker_init = [], transforms.dataloader_worker_init
-    monkeypatch.setattr(transforms, "_CONFIGURED_WORKER_PID", None)
-    monkeypatch.setattr(transforms, "dataloader_worker_init", lambda worker_id: calls.append(worker_id))
+    calls, worker_init = [], memory.dataloader_worker_init
+    monkeypatch.setattr(memory, "_CONFIGURED_WORKER_PID", None)
+    monkeypatch.setattr(memory, "dataloader_worker_init", lambda worker_id: calls.append(worker_id))
     monkeypatch.setattr(torch.utils.data, "get_worker_info", lambda: None)
-    transforms._configure_worker_once()
+    memory.configure_worker_once()
     assert calls == []  # the main process is left alone
     monkeypatch.setattr(torch.utils.data, "get_worker_info", lambda: types.SimpleNamespace(id=3))
-    transforms._configure_worker_once()
-    transforms._configure_worker_once()
+    memory.configure_worker_once()
+    memory.configure_worker_once()
     assert calls == [3]
 
     threads = torch.get_num_threads(), cv2.getNumThreads()

@@ -11,13 +11,15 @@ import torch
 
 from helpers_hub import VERBS, run_python, save_tiny_student, tiny_config, write_clip
 from hub_server import FakeHub
+from mmkd_hf.data import RunSettings
 
 TOKENS = {"hf_alice": "alice", "hf_bob": "bob"}
 INPUT_CODE = "import torch; torch.manual_seed(0); x = torch.rand(1, 4, 3, 32, 32)"
+RUN_SNAPSHOT: dict[str, bytes] = {}  # the run folder's files before the push
 
 
 def _save_plain(folder, seed, **overrides):
-    """A model saved like the training pipeline does (weights + code + card, no video processor)."""
+    """A model saved like the training pipeline does (weights, code, video processor and pipeline for RGB)."""
     from mmkd_hf import VideoSwinForVideoClassification
 
     torch.manual_seed(seed)
@@ -49,6 +51,8 @@ def run_dir(tmp_path_factory):
     }}
     (run / "results.json").write_text(json.dumps(results))
     (run / "config.json").write_text(json.dumps({"config": run_config}))
+    RunSettings(dataset="mini-kitchens", data_dir=str(run / "data"), heads=dict(student.config.heads)).save(run)
+    RUN_SNAPSHOT.update({p.relative_to(run).as_posix(): p.read_bytes() for p in run.rglob("*") if p.is_file()})
     return run
 
 
@@ -101,9 +105,12 @@ def test_push_makes_one_complete_commit_per_repo(pushed, hub, run_dir):
     # The weights went through the LFS protocol (batch, PUT, verify), the rest through the commit itself.
     lfs_puts = [path for method, path, status in hub.requests if method == "PUT" and status == 200]
     assert len(lfs_puts) >= 3
-    # The run folder is untouched: generated files exist only in the pushed repos.
-    assert not (run_dir / "student" / "pipeline_mmkd_video.py").exists()
-    assert "custom_pipelines" not in json.loads((run_dir / "student" / "config.json").read_text())
+    # The run folder is untouched: generated files (cards) exist only in the pushed repos.
+    now = {p.relative_to(run_dir).as_posix(): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    assert now == RUN_SNAPSHOT
+    # The saved student already ships its pipeline and video processor (models save both themselves).
+    assert (run_dir / "student" / "pipeline_mmkd_video.py").is_file()
+    assert "custom_pipelines" in json.loads((run_dir / "student" / "config.json").read_text())
 
 
 def test_pushed_cards_carry_results_and_teacher_provenance(pushed, hub):
@@ -136,7 +143,7 @@ from transformers import AutoModel, pipeline
 {INPUT_CODE}
 model = AutoModel.from_pretrained("alice/mmkd-student").eval()
 logits = {{k: v[0].tolist() for k, v in model(pixel_values=x).logits.items()}}
-result = pipeline("video-classification", model="alice/mmkd-student")({str(clip)!r}, top_k=1)
+result = pipeline("mmkd-video-classification", model="alice/mmkd-student")({str(clip)!r}, top_k=1)
 try:
     AutoModel.from_pretrained("alice/no-such-model")
     missing = "loaded?!"
@@ -236,7 +243,7 @@ def test_push_to_an_organisation_and_datasets_as_parquet(run_dir, hub, tmp_path,
     import pyarrow.parquet as pq
     from huggingface_hub import hf_hub_download
 
-    import mmkd_hf.data
+    import mmkd_hf.hub.push
     from mmkd_hf.hub.push import push_run
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)
@@ -245,7 +252,7 @@ def test_push_to_an_organisation_and_datasets_as_parquet(run_dir, hub, tmp_path,
         "validation": datasets.Dataset.from_dict({"segment_id": ["d"], "verb_class": [1]}),
     })
     calls = []
-    monkeypatch.setattr(mmkd_hf.data, "build_metadata", lambda name, data_dir=None: calls.append(name) or metadata)
+    monkeypatch.setattr(mmkd_hf.hub.push, "build_metadata", lambda name, data_dir=None: calls.append(name) or metadata)
     pushed = push_run(run_dir, "kitchen-lab", token="hf_alice", units=["student"], datasets=True, private=True,
                       endpoint=hub.url, log=lambda *a: None)
     assert calls == ["mini-kitchens"]

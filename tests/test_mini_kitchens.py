@@ -1,5 +1,6 @@
-"""mini-kitchens generator: EPIC-KITCHENS-100 layout, official detections format, flow encoding,
-determinism, caching, read-back through the EPIC / SSv2 / Something-Else builders, and the report."""
+"""mini-kitchens generator (``mmkd_hf.synthetic``): EPIC-KITCHENS-100 layout, official detections format, flow
+encoding (``mmkd_hf.data.flow``), determinism, caching, read-back through the EPIC / SSv2 / Something-Else builders,
+the command and the report; ``load_dataset("mini-kitchens")`` only reads (a clear error, never a generation)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import json
 import math
 import pickle
 import re
+import subprocess
+import sys
 import wave
 from pathlib import Path
 
@@ -15,19 +18,20 @@ import cv2
 import numpy as np
 import pytest
 
-from mmkd_hf.data.builders import mini_kitchens as mk
+from conftest import MINI_KITCHENS_TINY as TINY
+from mmkd_hf import cli
+from mmkd_hf.data import DataFormatError, load_dataset
+from mmkd_hf.data.flow import compute_flow, decode_flow_component, encode_flow_component, flow_pair_for
+from mmkd_hf.synthetic import detections, make_dataset, scene, writer
+from mmkd_hf.synthetic.report import run_report
+from mmkd_hf.synthetic.something_something_v2 import export_ssv2
 
-TINY = dict(
-    seen_participants=1, videos_per_seen_participant=2, validation_videos_per_seen_participant=1,
-    unseen_participants=1, videos_per_unseen_participant=1, test_videos=1, segments_per_video=4,
-    min_segment_frames=8, max_segment_frames=12, height=32, width=32,
-)
 SHARED_EPIC = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "epic-kitchens-100-annotations"
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory) -> Path:
-    return mk.generate_mini_kitchens(tmp_path_factory.mktemp("mk") / "mini", seed=3, **TINY)
+def tiny_dir(mini_kitchens_dir) -> Path:
+    return mini_kitchens_dir
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -47,14 +51,14 @@ def _video_frames(root: Path) -> dict[str, int]:
 def test_layout_and_csvs_follow_epic(tiny_dir):
     root = tiny_dir
     for split in ("train", "validation"):
-        assert tuple(_header(root / f"EPIC_100_{split}.csv")) == mk.EPIC_ANNOTATION_COLUMNS
-    assert tuple(_header(root / "EPIC_100_test_timestamps.csv")) == mk.EPIC_TEST_COLUMNS
+        assert tuple(_header(root / f"EPIC_100_{split}.csv")) == writer.EPIC_ANNOTATION_COLUMNS
+    assert tuple(_header(root / "EPIC_100_test_timestamps.csv")) == writer.EPIC_TEST_COLUMNS
     if SHARED_EPIC.is_dir():  # the real annotation repository's columns, verbatim
         assert _header(root / "EPIC_100_validation.csv") == _header(SHARED_EPIC / "EPIC_100_validation.csv")
         assert _header(root / "EPIC_100_verb_classes.csv") == _header(SHARED_EPIC / "EPIC_100_verb_classes.csv")
         assert _header(root / "EPIC_100_video_info.csv") == _header(SHARED_EPIC / "EPIC_100_video_info.csv")
-    assert [r["key"] for r in _rows(root / "EPIC_100_verb_classes.csv")] == [v[0] for v in mk.VERBS]
-    assert [r["key"] for r in _rows(root / "EPIC_100_noun_classes.csv")] == [n[0] for n in mk.NOUNS]
+    assert [r["key"] for r in _rows(root / "EPIC_100_verb_classes.csv")] == [v[0] for v in scene.VERBS]
+    assert [r["key"] for r in _rows(root / "EPIC_100_noun_classes.csv")] == [n[0] for n in scene.NOUNS]
     frames = _video_frames(root)
     fps = {r["video_id"]: float(r["fps"]) for r in _rows(root / "EPIC_100_video_info.csv")}
     assert len(set(fps.values())) >= 2, "videos must not share one fps"
@@ -72,8 +76,8 @@ def test_layout_and_csvs_follow_epic(tiny_dir):
         assert ts.match(r["start_timestamp"]) and ts.match(r["stop_timestamp"])
         h, m, s = r["start_timestamp"].split(":")
         assert abs((int(h) * 3600 + int(m) * 60 + float(s)) - (start - 1) / fps[vid]) <= 0.006
-        assert mk.VERBS[int(r["verb_class"])][0] in r["narration"] or r["verb"] in mk.VERBS[int(r["verb_class"])][1]
-        assert r["noun"] == mk.NOUNS[int(r["noun_class"])][0] and r["all_noun_classes"] == f"[{r['noun_class']}]"
+        assert scene.VERBS[int(r["verb_class"])][0] in r["narration"] or r["verb"] in scene.VERBS[int(r["verb_class"])][1]
+        assert r["noun"] == scene.NOUNS[int(r["noun_class"])][0] and r["all_noun_classes"] == f"[{r['noun_class']}]"
         for f in (start, stop):
             assert (root / pid / "rgb_frames" / vid / f"frame_{f:010d}.jpg").is_file()
     for vid, n in frames.items():
@@ -89,7 +93,7 @@ def test_layout_and_csvs_follow_epic(tiny_dir):
             assert abs(w.getnframes() / 16000 - n / fps[vid]) < 0.01
     assert (root / "EPIC_100_tail_verbs.csv").read_text().startswith("verb\n")
     assert (root / "EPIC_100_tail_nouns.csv").read_text().startswith("noun\n")
-    marker = json.loads((root / mk.COMPLETE_MARKER).read_text())
+    marker = json.loads((root / writer.COMPLETE_MARKER).read_text())
     assert marker["seed"] == 3 and marker["segments"] == {"train": 4, "validation": 8, "test": 2}
 
 
@@ -119,11 +123,11 @@ def test_detections_are_official_pickled_protobufs(tiny_dir):
 
 
 def test_flow_encoding_and_half_rate(tiny_dir):
-    assert mk.flow_pair_for(1, 10) == (1, 3) and mk.flow_pair_for(5, 10) == (8, 10) and mk.flow_pair_for(2, 4) == (2, 4)
+    assert flow_pair_for(1, 10) == (1, 3) and flow_pair_for(5, 10) == (8, 10) and flow_pair_for(2, 4) == (2, 4)
     d = np.array([-10.0, -4.0, 0.0, 2.0, 4.0, 10.0])
-    q = mk.encode_flow_component(d, 4.0)
+    q = encode_flow_component(d, 4.0)
     assert q.tolist() == [0, 0, 128, 192, 255, 255]
-    assert np.allclose(mk.decode_flow_component(q, 4.0)[1:5], [-4.0, 0.0, 2.0, 3.97], atol=0.05)
+    assert np.allclose(decode_flow_component(q, 4.0)[1:5], [-4.0, 0.0, 2.0, 3.97], atol=0.05)
     # a real optical-flow algorithm: a disc moving right by 2 px per RGB frame -> u = +4 px per flow pair
     frames = []
     for t in range(5):
@@ -131,9 +135,9 @@ def test_flow_encoding_and_half_rate(tiny_dir):
         cv2.circle(img, (14 + 2 * t, 20), 6, (200, 60, 30), -1)
         cv2.rectangle(img, (12 + 2 * t, 18), (16 + 2 * t, 22), (20, 20, 20), -1)
         frames.append(img)
-    flow = mk.compute_flow(frames, bound=8.0)
+    flow = compute_flow(frames, bound=8.0)
     assert len(flow) == 3
-    u, v = (mk.decode_flow_component(c, 8.0) for c in flow[0])
+    u, v = (decode_flow_component(c, 8.0) for c in flow[0])
     assert np.median(u[16:24, 12:22]) == pytest.approx(4.0, abs=0.5) and np.abs(v[16:24, 12:22]).max() < 0.5
     assert np.abs(u[:, 32:]).max() < 0.5  # static background: no motion
     # in the dataset: the tail of each video holds its last frame, so the last flow frame is 128 everywhere
@@ -144,33 +148,33 @@ def test_flow_encoding_and_half_rate(tiny_dir):
 
 
 def test_deterministic_by_seed(tiny_dir, tmp_path):
-    again = mk.generate_mini_kitchens(tmp_path / "again", seed=3, workers=2, **TINY)  # parallel: same bytes
-    assert mk.fingerprint_digest(again) == mk.fingerprint_digest(tiny_dir)
-    other = mk.generate_mini_kitchens(tmp_path / "other", seed=4, **TINY)
-    assert mk.fingerprint_digest(other) != mk.fingerprint_digest(tiny_dir)
+    again = writer.generate_mini_kitchens(tmp_path / "again", seed=3, workers=2, **TINY)  # parallel: same bytes
+    assert writer.fingerprint_digest(again) == writer.fingerprint_digest(tiny_dir)
+    other = writer.generate_mini_kitchens(tmp_path / "other", seed=4, **TINY)
+    assert writer.fingerprint_digest(other) != writer.fingerprint_digest(tiny_dir)
 
 
 def test_ensure_reuses_and_refuses_foreign_dirs(tmp_path):
     small = dict(TINY, segments_per_video=2, test_videos=0)
-    out = mk.ensure_mini_kitchens(tmp_path / "mk", seed=1, **small)
-    stamp = (out / mk.COMPLETE_MARKER).stat().st_mtime_ns
-    assert mk.ensure_mini_kitchens(out, seed=1, **small) == out
-    assert (out / mk.COMPLETE_MARKER).stat().st_mtime_ns == stamp  # reused, not regenerated
-    mk.ensure_mini_kitchens(out, seed=2, **small)
-    assert json.loads((out / mk.COMPLETE_MARKER).read_text())["seed"] == 2
+    out = writer.ensure_mini_kitchens(tmp_path / "mk", seed=1, **small)
+    stamp = (out / writer.COMPLETE_MARKER).stat().st_mtime_ns
+    assert writer.ensure_mini_kitchens(out, seed=1, **small) == out
+    assert (out / writer.COMPLETE_MARKER).stat().st_mtime_ns == stamp  # reused, not regenerated
+    writer.ensure_mini_kitchens(out, seed=2, **small)
+    assert json.loads((out / writer.COMPLETE_MARKER).read_text())["seed"] == 2
     assert not list(tmp_path.glob(".mk.*"))  # no temporary directories left behind
     foreign = tmp_path / "home"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
     with pytest.raises(FileExistsError, match="not a mini-kitchens generation"):
-        mk.generate_mini_kitchens(foreign, seed=0, **small)
+        writer.generate_mini_kitchens(foreign, seed=0, **small)
     assert (foreign / "notes.txt").read_text() == "keep me"
     with pytest.raises(ValueError, match="validation_videos_per_seen_participant"):
-        mk.MiniKitchensConfig(videos_per_seen_participant=2, validation_videos_per_seen_participant=2)
+        scene.MiniKitchensConfig(videos_per_seen_participant=2, validation_videos_per_seen_participant=2)
 
 
 def test_epic_builder_reads_it_back(tiny_dir, tmp_path):
-    from mmkd_hf.data import AudioConfig, MultimodalCollator, load_dataset
+    from mmkd_hf.data import AudioConfig, MultimodalCollator
 
     ds = load_dataset("epic-kitchens-100", tiny_dir, "validation", ["rgb", "flow", "audio", "layout"], tmp_path,
                       num_frames=4, crop_size=32, audio=AudioConfig(output_size=(32, 32)), sampler="uniform")
@@ -190,11 +194,11 @@ def test_epic_builder_reads_it_back(tiny_dir, tmp_path):
 
 
 def test_ssv2_and_something_else_exports(tiny_dir, tmp_path):
-    from mmkd_hf.data import MultimodalCollator, load_dataset
+    from mmkd_hf.data import MultimodalCollator
 
-    out = mk.export_ssv2(tiny_dir, tmp_path / "ssv2")
+    out = export_ssv2(tiny_dir, tmp_path / "ssv2")
     labels = json.loads((out / "something-something-v2-labels.json").read_text())
-    assert labels["Pushing something from left to right"] == "2" and len(labels) == len(mk.VERBS)
+    assert labels["Pushing something from left to right"] == "2" and len(labels) == len(scene.VERBS)
     val = json.loads((out / "something-something-v2-validation.json").read_text())
     assert len(val) == 8 and set(val[0]) == {"id", "label", "template", "placeholders"}
     boxes = json.loads((out / "bounding_box_annotations.json").read_text())
@@ -212,10 +216,9 @@ def test_ssv2_and_something_else_exports(tiny_dir, tmp_path):
 
 
 def test_cli_and_report(tmp_path, capsys):
-    from mmkd_hf.data.builders.mini_kitchens_report import run_report
-
     out = tmp_path / "cli"
-    assert mk.main(["--out", str(out), "--seed", "5", "--segments-per-video", "3", "--size", "32"]) == 0
+    assert cli.main(["make-mini-dataset", "--out", str(out), "--seed", "5", "--segments-per-video", "3",
+                     "--size", "32"]) == 0
     assert "mini-kitchens at" in capsys.readouterr().out
     report = run_report(out, epochs=1, modalities=("rgb", "layout"), print_fn=lambda s: None)
     saved = json.loads((out / "report.json").read_text())
@@ -232,15 +235,15 @@ def test_detection_scores_separate_true_boxes_from_false_positives():
     where the detector struggles; false positives score < 0.5."""
     from mmkd_hf.data.detections import Detections
 
-    cfg = mk.MiniKitchensConfig()
+    cfg = scene.MiniKitchensConfig()
     geom = {"boxes": {"hand": (30.0, 40.0, 42.0, 49.0), "object": (20.0, 22.0, 44.0, 46.0)},
-            "contact": mk.PORTABLE_OBJECT, "side": mk.RIGHT, "hand_centre": (36.0, 44.5), "object_centre": (32.0, 34.0)}
+            "contact": scene.PORTABLE_OBJECT, "side": scene.RIGHT, "hand_centre": (36.0, 44.5), "object_centre": (32.0, 34.0)}
     truth = [np.array(b) / 64.0 for b in geom["boxes"].values()]
     rng = np.random.default_rng(0)
     true_scores, false_scores = [], []
     for i in range(300):
         low, failure = i % 3 == 1, i % 3 == 2
-        msg = Detections.FromString(mk._frame_detections(Detections, "P01_01", i + 1, geom, low, cfg, rng, failure))
+        msg = Detections.FromString(detections.frame_detections(Detections, "P01_01", i + 1, geom, low, cfg, rng, failure))
         for det in list(msg.hands) + list(msg.objects):
             box = np.array([det.bbox.left, det.bbox.top, det.bbox.right, det.bbox.bottom])
             error = min(np.abs(box - t).max() for t in truth)
@@ -253,39 +256,76 @@ def test_detection_scores_separate_true_boxes_from_false_positives():
 
 
 def test_nuisances_hit_a_fraction_of_clips_and_nouns_differ_in_colour():
-    cfg = mk.MiniKitchensConfig()
-    participants, videos = mk._plan(cfg, seed=0)
+    cfg = scene.MiniKitchensConfig()
+    participants, videos = scene.plan_dataset(cfg, seed=0)
     rng = np.random.default_rng(0)
     kinds, hues = [], {}
     for plan in videos[:6]:
         for seg in plan.segments:
-            p = mk._segment_params(seg.verb, seg.noun, participants[plan.participant], cfg, 4, rng)
+            p = scene.segment_params(seg.verb, seg.noun, participants[plan.participant], cfg, 4, rng)
             kinds.append(p["nuisance"])
-            hues.setdefault(mk.NOUNS[seg.noun][2], []).append(p["colour"])
+            hues.setdefault(scene.NOUNS[seg.noun][2], []).append(p["colour"])
     clean = kinds.count("clean") / len(kinds)
     assert 0.45 <= clean <= 0.75 and {"low_light", "occlusion", "shake"} <= set(kinds)
     # the two nouns of one shape have far-apart colours
-    assert {mk.NOUNS[0][1], mk.NOUNS[1][1]} == {"circle"}
-    assert abs(mk.COLOURS[mk.NOUNS[0][2]] - mk.COLOURS[mk.NOUNS[1][2]]) >= 0.4
+    assert {scene.NOUNS[0][1], scene.NOUNS[1][1]} == {"circle"}
+    assert abs(scene.COLOURS[scene.NOUNS[0][2]] - scene.COLOURS[scene.NOUNS[1][2]]) >= 0.4
 
 
-def test_registry_regenerates_a_stale_generation(tmp_path, monkeypatch):
-    """A generation whose marker has an older FORMAT_VERSION is regenerated (same seed and size) by load_dataset's
-    directory resolution, and a current one is reused as it is whatever load_dataset's item seed."""
-    from mmkd_hf.data import registry
+def test_load_dataset_reads_a_generation_and_never_writes_it(tiny_dir, tmp_path):
+    stamp = (tiny_dir / writer.COMPLETE_MARKER).stat().st_mtime_ns
+    meta = load_dataset("mini-kitchens", data_dir=tiny_dir, split="validation", cache_dir=tmp_path, decode=False)
+    assert len(meta) == len(_rows(tiny_dir / "EPIC_100_validation.csv"))
+    assert (tiny_dir / writer.COMPLETE_MARKER).stat().st_mtime_ns == stamp
+    with pytest.raises(ValueError, match="make-mini-dataset"):
+        load_dataset("mini-kitchens", split="validation", cache_dir=tmp_path, decode=False)  # data_dir is required
 
-    small = dict(TINY, segments_per_video=2, test_videos=0)
-    out = mk.generate_mini_kitchens(tmp_path / "mk", seed=2, **small)
-    stamp = (out / mk.COMPLETE_MARKER).stat().st_mtime_ns
-    assert registry._resolve_data_dir("mini-kitchens", out, seed=7) == out.resolve()
-    assert (out / mk.COMPLETE_MARKER).stat().st_mtime_ns == stamp  # current: reused, the item seed ignored
-    marker = json.loads((out / mk.COMPLETE_MARKER).read_text())
-    marker["format_version"] = mk.FORMAT_VERSION - 1
-    (out / mk.COMPLETE_MARKER).write_text(json.dumps(marker))
+
+@pytest.mark.parametrize("exists", [True, False])
+def test_load_dataset_on_a_folder_without_the_dataset_says_how_to_make_it(tmp_path, exists):
+    folder = tmp_path / "empty"
+    if exists:
+        folder.mkdir()
+    cache = tmp_path / "cache"
+    with pytest.raises(DataFormatError) as caught:
+        load_dataset("mini-kitchens", data_dir=folder, split="train", cache_dir=cache)
+    message = str(caught.value)
+    assert "\n" not in message and str(folder) in message
+    assert f"mmkd-hf make-mini-dataset --out {folder}" in message and "train.py" in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["empty"] if exists else [])  # nothing generated or cached
+    if exists:
+        assert not any(folder.iterdir())
+
+
+def test_a_stale_generation_is_an_error_and_the_command_refreshes_it(tmp_path, capsys):
+    """A generation whose marker has an older format is refused by load_dataset (one line, left as it is); the
+    command regenerates it at its own seed and size, and a current one is reused whatever load_dataset's seed."""
+    small = dict(TINY, segments_per_video=2)
+    out = writer.generate_mini_kitchens(tmp_path / "mk", seed=2, **small)
+    stamp = (out / writer.COMPLETE_MARKER).stat().st_mtime_ns
+    load_dataset("mini-kitchens", data_dir=out, split="train", cache_dir=tmp_path / "c1", seed=7, decode=False)
+    assert (out / writer.COMPLETE_MARKER).stat().st_mtime_ns == stamp  # current: read as it is
+    marker = json.loads((out / writer.COMPLETE_MARKER).read_text())
+    marker["format_version"] = writer.FORMAT_VERSION - 1
+    (out / writer.COMPLETE_MARKER).write_text(json.dumps(marker))
     (out / "stale.txt").write_text("old content")
-    registry._resolve_data_dir("mini-kitchens", out, seed=0)
-    fresh = json.loads((out / mk.COMPLETE_MARKER).read_text())
-    assert fresh["format_version"] == mk.FORMAT_VERSION and fresh["seed"] == 2
+    with pytest.raises(DataFormatError, match="stale mini-kitchens generation") as caught:
+        load_dataset("mini-kitchens", data_dir=out, split="train", cache_dir=tmp_path / "c2", decode=False)
+    assert "\n" not in str(caught.value) and f"mmkd-hf make-mini-dataset --out {out}" in str(caught.value)
+    assert (out / "stale.txt").exists()  # reading never regenerates
+    assert make_dataset.main(["--out", str(out)]) == 0
+    assert "mini-kitchens at" in capsys.readouterr().out
+    fresh = json.loads((out / writer.COMPLETE_MARKER).read_text())
+    assert fresh["format_version"] == writer.FORMAT_VERSION and fresh["seed"] == 2
     assert fresh["config"]["height"] == 32 and not (out / "stale.txt").exists()
-    seed, config = mk.generation_request({"seed": 2, "config": {**fresh["config"], "retired_field": 1}})
-    assert seed == 2 and config == mk.MiniKitchensConfig(**{**small, "fps_cycle": tuple(fresh["config"]["fps_cycle"])})
+    load_dataset("mini-kitchens", data_dir=out, split="train", cache_dir=tmp_path / "c3", decode=False)
+    seed, config = writer.generation_request({"seed": 2, "config": {**fresh["config"], "retired_field": 1}})
+    assert seed == 2 and config == scene.MiniKitchensConfig(**{**small, "fps_cycle": tuple(fresh["config"]["fps_cycle"])})
+
+
+def test_reading_layers_do_not_import_the_generator():
+    """``mmkd_hf.data`` and ``mmkd-hf profile`` take optical flow from ``mmkd_hf.data.flow``, not the generator."""
+    code = ("import sys, mmkd_hf.data, mmkd_hf.evaluation.profile; "
+            "print(sorted(m for m in sys.modules if m.startswith('mmkd_hf.synthetic')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

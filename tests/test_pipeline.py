@@ -1,8 +1,9 @@
-"""The train.py pipeline (mmkd_hf.distillation.pipeline): options, run folder, omnivore inputs, end-to-end on a tiny
+"""The train.py pipeline (mmkd_hf.pipeline): options, run folder, omnivore inputs, end-to-end on a tiny
 mini-kitchens, output-folder conflicts and resume after a simulated crash."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -10,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from mmkd_hf.distillation import pipeline
-from mmkd_hf.distillation.pipeline import (
+from mmkd_hf import pipeline
+from mmkd_hf.distillation.arguments import DistillationArguments, DistillationTrainingArguments
+from mmkd_hf.pipeline import (
     RESUME_EXIT_CODE,
     EpochSeededDataset,
     OmnivoreDataset,
@@ -49,6 +51,42 @@ def test_config_file_then_command_line_override(tmp_path):
     yaml_path = tmp_path / "c.yaml"
     yaml_path.write_text("seed: 9\nstage: distill\n")
     assert parse_config(["--config", str(yaml_path)]).stage == "distill"
+
+
+def test_one_parser_reads_the_file_then_the_command_line(tmp_path):
+    """Every argument group goes through the one HfArgumentParser: a JSON file sets options of several groups and
+    the command line overrides it; the earlier option name ``weighting`` still works in files and on the command
+    line."""
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"dataset": "mini-kitchens", "frames_dtype": "float32", "student_epochs": 3,
+                                "held_out_fraction": 0.3, "ce_weight": 0.0, "weighting": "uniform", "kd_weight": 0.5}))
+    config = parse_config(["--config", str(path), "--ce_weight", "0.25", "--student_epochs", "5"])
+    assert (config.frames_dtype, config.held_out_fraction, config.kd_weight) == ("float32", 0.3, 0.5)  # file
+    assert (config.ce_weight, config.student_epochs) == (0.25, 5.0)  # command line wins
+    assert config.weighting_scheme == "uniform"
+    assert parse_config(["--config", str(path), "--weighting", "per-sample"]).weighting_scheme == "per-sample"
+    groups = pipeline.build_parser().parse_args_into_dataclasses(args=["--temperature", "2"], look_for_args_file=False)
+    assert [type(g) for g in groups] == list(pipeline.ARGUMENT_GROUPS)
+
+
+def test_distillation_settings_reach_the_student_unchanged(tmp_path):
+    """The distillation recipe has one default per setting (DistillationArguments, which the student's
+    DistillationTrainingArguments inherit) and reaches the student's Trainer arguments as parsed."""
+    defaults = parse_config([])
+    for f in dataclasses.fields(DistillationArguments):
+        trainer_default = DistillationTrainingArguments.__dataclass_fields__[f.name].default
+        assert getattr(defaults, f.name) == f.default == trainer_default, f.name
+    assert (defaults.ce_weight, defaults.weighting_scheme) == (1.0, "full-dataset")
+    config = parse_config(["--temperature", "3", "--ce_weight", "0.5", "--weighting", "per-sample",
+                           "--combine_space", "probs", "--weights_temperature", "0.7", "--kd_weight", "0.9",
+                           "--output_dir", str(tmp_path)])
+    runner = pipeline.Runner(config=config, folder=RunFolder(tmp_path / "run"), data=None)
+    args = runner.distillation_training_arguments("student")
+    assert isinstance(args, DistillationTrainingArguments)
+    for f in dataclasses.fields(DistillationArguments):
+        assert getattr(args, f.name) == getattr(config, f.name), f.name
+    assert (args.temperature, args.ce_weight, args.weighting_scheme) == (3.0, 0.5, "per-sample")
+    assert (args.learning_rate, args.teacher_mode) == (config.student_learning_rate, "online")
 
 
 def test_bad_options_are_named(tmp_path):
@@ -173,7 +211,7 @@ def test_epoch_seeded_batches_are_fetched_at_once_and_equal_single_items(tiny_ep
 # ------------------------------------------------------------------------------------------ end to end
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
-    from mmkd_hf.data.builders.mini_kitchens import ensure_mini_kitchens
+    from mmkd_hf.synthetic import ensure_mini_kitchens
 
     root = tmp_path_factory.mktemp("mini") / "mini-kitchens-tiny"
     ensure_mini_kitchens(root, seed=0, **pipeline.MINI_KITCHENS_SCALES["tiny"])
@@ -221,11 +259,12 @@ def test_end_to_end_tiny_run_then_conflict(tiny_data, tmp_path):
         assert model.config.heads == {"verb": 8, "noun": 10}
     assert results["run"]["seed"] == 42 and results["config"]["max_steps"] == 2
     assert {"teacher-rgb", "student", "evaluate", "total"} <= set(results["timings_s"])
-    # the saved student carries its video processor, so pipeline("video-classification", folder) works on a file
+    # the saved student carries its video processor, so pipeline("mmkd-video-classification", folder) works on a file
     from helpers_hub import write_clip
     from transformers import pipeline as hf_pipeline
 
-    predictions = hf_pipeline("video-classification", model=str(run / "student"))(str(write_clip(tmp_path / "c.mp4")))
+    classify = hf_pipeline("mmkd-video-classification", model=str(run / "student"))
+    predictions = classify(str(write_clip(tmp_path / "c.mp4")))
     assert set(predictions) == {"verb", "noun", "action"} and predictions["verb"][0]["label"]
     # the Space finds the run's ensemble, rebuilds the run's validation clips and names the classes
     from test_space import load_space_module
@@ -236,6 +275,12 @@ def test_end_to_end_tiny_run_then_conflict(tiny_data, tmp_path):
     class_names = AutoModel.from_pretrained(run / "student").config.head_labels
     assert ensemble_predictions["verb"][0]["label"] in class_names["verb"]
     assert "| student | rgb |" in (run / "results.md").read_text()
+    # the resolved data settings, written once by the pipeline, rebuild the run's validation clips
+    from mmkd_hf.data import RunSettings
+
+    settings = RunSettings.from_run_dir(run / "student")
+    assert settings.heads == {"verb": 8, "noun": 10} and settings.load_kwargs["frames_dtype"] == "uint8"
+    assert len(settings.load_dataset("validation")) >= 1
     split = json.loads((run / "held_out_split.json").read_text())
     assert split["held_out_ids"] and not set(split["held_out_ids"]) & set(split["teacher_train_ids"])
     ensemble = AutoModel.from_pretrained(run / "ensemble")

@@ -50,7 +50,8 @@ def test_two_process_run_writes_loadable_models(tmp_path):
     # ... and equal a one-process fit of the same teachers on the same held-out split (each sample counted once)
     import torch
 
-    from mmkd_hf.distillation import pipeline
+    from mmkd_hf import pipeline
+    from mmkd_hf.distillation.ensemble_fitting import fit_calibration, fit_full_dataset_weights
     from mmkd_hf.models import MultimodalTeacherEnsemble
 
     config = pipeline.parse_config(command[command.index("--config"):])
@@ -61,10 +62,10 @@ def test_two_process_run_writes_loadable_models(tmp_path):
     loader = torch.utils.data.DataLoader(held_out, batch_size=3, collate_fn=data.collator())
     single = MultimodalTeacherEnsemble.from_teachers(
         {m: AutoModel.from_pretrained(run / f"teacher-{m}") for m in config.teacher_list}, heads=data.heads)
-    weights = single.fit_full_dataset_weights(loader)
+    weights = fit_full_dataset_weights(single, loader)
     for head, value in ensemble.teacher_weights().items():
         assert torch.allclose(value, weights[head], atol=1e-5), (head, value, weights[head])
-    assert single.fit_calibration(loader) == pytest.approx(temperatures, rel=1e-4)
+    assert fit_calibration(single, loader) == pytest.approx(temperatures, rel=1e-4)
     student = AutoModel.from_pretrained(run / "student")
     assert student.config.heads == {"verb": 8, "noun": 10}
     assert not list(run.glob("**/*.tmp")), "a temporary file was left behind"

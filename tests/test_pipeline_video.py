@@ -25,7 +25,7 @@ def clip(tmp_path_factory):
 def classify(student):
     from transformers import pipeline
 
-    return pipeline("video-classification", model=str(student))
+    return pipeline("mmkd-video-classification", model=str(student))
 
 
 def _manual_probabilities(student, clip, **views):
@@ -166,7 +166,7 @@ def test_pipeline_keeps_stock_behaviour_for_tensor_logits(classify):
 def test_remote_pipeline_without_the_package(tmp_path, student, clip, classify):
     import shutil
 
-    from mmkd_hf.pipelines import REMOTE_TASK, add_remote_pipeline
+    from mmkd_hf.models.multi_head_video_pipeline import REMOTE_TASK, add_remote_pipeline
 
     folder = tmp_path / "remote"
     shutil.copytree(student, folder)
@@ -198,7 +198,7 @@ def test_importing_mmkd_hf_registers_pipeline_and_video_processor(tmp_path):
 import mmkd_hf
 from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.models.auto.video_processing_auto import VIDEO_PROCESSOR_MAPPING
-impl = PIPELINE_REGISTRY.supported_tasks["video-classification"]["impl"]
+impl = PIPELINE_REGISTRY.supported_tasks["mmkd-video-classification"]["impl"]
 processor = VIDEO_PROCESSOR_MAPPING._extra_content.get(mmkd_hf.VideoSwinConfig, {}).get("torchvision")
 print(getattr(impl, "__name__", impl).split(".")[-1], getattr(processor, "__name__", processor))
 """

@@ -57,7 +57,8 @@ def random_layout(batch=2, frames=4, boxes=5, views=None, seed=1, min_real=1) ->
 
 
 class ReferenceSTLT(nn.Module):
-    """Independent seq-first re-statement of spec §3.4 (original tensor layout and masks), same key names."""
+    """Independent seq-first re-statement of the original ``STLT`` (``src/modelling/hand_models.py``: tensor layout
+    and masks), same key names."""
 
     def __init__(self, config: STLTConfig) -> None:
         super().__init__()
@@ -307,7 +308,7 @@ def test_clear_errors_for_bad_inputs():
         model(**{**batch, "layout_categories": bad_categories})
     with pytest.raises(ValueError, match="layout_mask must be a bool"):
         model(**{**batch, "layout_mask": batch["layout_mask"].long()})
-    with pytest.raises(ValueError, match="no entry for head 'noun'"):
+    with pytest.raises(ValueError, match="labels lack heads \\['noun'\\]"):
         model(**batch, labels={"verb": torch.tensor([0, 1])})
     with pytest.raises(ValueError, match="single tensor"):
         model(**batch, labels=torch.tensor([0, 1]))

@@ -56,7 +56,7 @@ def test_default_config_is_video_swin_t_of_the_paper():
     assert config.head_labels["action"][:2] == ["action_0", "action_1"] and len(config.head_labels["action"]) == 174
     with torch.device("meta"):  # no memory, no init cost
         backbone = VideoSwinModel(config)
-    assert sum(p.numel() for p in backbone.parameters()) == 27_850_470  # spec 3.1
+    assert sum(p.numel() for p in backbone.parameters()) == 27_850_470  # Video Swin-T of the original src/modelling/swin.py
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,8 @@ import sys
 
 # command -> ("module:function", one-line help). Each function takes argv (list[str]) and returns an exit code.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("mmkd_hf.distillation.pipeline:main", "run the teacher -> ensemble -> student pipeline (same as train.py)"),
-    "make-mini-dataset": ("mmkd_hf.data.builders.mini_kitchens:main", "write the embedded mini-kitchens dataset"),
+    "train": ("mmkd_hf.pipeline:main", "run the teacher -> ensemble -> student pipeline (same as train.py)"),
+    "make-mini-dataset": ("mmkd_hf.synthetic.make_dataset:main", "generate the embedded mini-kitchens dataset"),
     "evaluate": ("mmkd_hf.evaluation.run:main", "multi-view evaluation with the official metrics and calibration"),
     "profile": ("mmkd_hf.evaluation.profile:main", "GFLOPs / memory / latency of the student vs the ensemble"),
     "precompute": ("mmkd_hf.distillation.cache:main", "cache the teacher ensemble's logits for cached distillation"),

@@ -1,27 +1,52 @@
-"""Small helpers shared by every layer: atomic file writes and seeding. No model or data knowledge."""
+"""Small helpers shared by every layer: atomic file and folder writes, JSON conversion, figures.
+
+Imports nothing of the package (the lowest layer).
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import secrets
 import shutil
-import tempfile
+from collections.abc import Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
+
+import numpy as np
+
+__all__ = ["atomic_path", "atomic_write_text", "atomic_write_json", "atomic_directory", "save_figure", "to_jsonable"]
+
+
+def _unique_sibling(path: Path, make) -> Path:
+    """``make(candidate)`` on a fresh hidden name beside ``path`` until one does not exist yet; returns it."""
+    for _ in range(100):
+        candidate = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            make(candidate)
+        except FileExistsError:
+            continue
+        return candidate
+    raise FileExistsError(f"could not create a temporary name beside {path}")
+
+
+def _create_file(candidate: Path) -> None:
+    # 0o666 filtered by the umask, like open(path, "w") (tempfile.mkstemp would make it 0o600)
+    os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
 
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed over ``path`` in one step.
 
-    A crash mid-write leaves the previous file (or nothing) at ``path``, never a half-written file.
+    A crash mid-write leaves the previous file (or nothing) at ``path``, never a half-written file. The file gets
+    the permissions of a plainly created file (``0o666`` minus the umask).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _unique_sibling(path, _create_file)
     try:
         yield tmp_path
         os.replace(tmp_path, path)
@@ -41,10 +66,14 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> Non
 
 @contextmanager
 def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary directory beside ``path``; on success it replaces ``path`` (old one removed)."""
+    """Yield a temporary directory beside ``path``; on success it replaces ``path`` (old one removed).
+
+    The folder gets the permissions of ``mkdir`` (``0o777`` minus the umask), not the private ``0o700`` of
+    ``tempfile.mkdtemp``: a saved model or run folder is readable like any other.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = _unique_sibling(path, os.mkdir)
     try:
         yield tmp
         if path.exists():
@@ -73,3 +102,23 @@ def save_figure(figure: Any, path: str | os.PathLike, title: str | None = None, 
         figure.savefig(tmp, format="png", dpi=dpi)
     plt.close(figure)
     return path
+
+
+def to_jsonable(value: Any) -> Any:
+    """``value`` with numpy/torch scalars and arrays turned into Python numbers and lists, mappings into dicts with
+    string keys, tuples into lists, paths into strings and NaN/inf into ``None`` (strict JSON has no NaN)."""
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if hasattr(value, "detach") and hasattr(value, "tolist"):  # a torch tensor
+        return to_jsonable(value.detach().cpu().tolist())
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value

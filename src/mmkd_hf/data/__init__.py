@@ -18,34 +18,46 @@ from .registry import (
     load_dataset,
     make_reader,
     make_transform,
-    render_dataset_card,
 )
-from .transforms import (
+from .run_settings import RunSettings
+from .augmentation import apply_to_frames, color_jitter_uint8, sample_augmentation
+from .configs import (
+    FRAMES_DTYPES,
+    MODALITIES,
     AudioConfig,
     AugmentationConfig,
     AugmentationParams,
     LayoutConfig,
-    MultimodalTransform,
-    PipelineConfig,
-    sample_augmentation,
+    TransformConfig,
 )
+from .memory import batch_buffer, dataloader_worker_init, keep_freed_memory
+from .transforms import MultimodalTransform, SampleReader, with_overrides
 
 __all__ = [
     "load_dataset",
+    "RunSettings",
     "build_metadata",
     "make_reader",
     "make_transform",
     "dataset_card_info",
-    "render_dataset_card",
     "DATASETS",
     "MultimodalCollator",
     "MultimodalTransform",
-    "PipelineConfig",
+    "SampleReader",
+    "TransformConfig",
+    "with_overrides",
+    "MODALITIES",
+    "FRAMES_DTYPES",
     "AugmentationConfig",
     "AugmentationParams",
     "AudioConfig",
     "LayoutConfig",
     "sample_augmentation",
+    "apply_to_frames",
+    "color_jitter_uint8",
+    "batch_buffer",
+    "dataloader_worker_init",
+    "keep_freed_memory",
     "SampleDecodeError",
     "DataFormatError",
     "FileDecodeError",

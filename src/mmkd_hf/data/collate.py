@@ -7,7 +7,7 @@ from typing import Any, Iterable, Sequence
 
 import torch
 
-from .transforms import batch_buffer
+from .memory import batch_buffer
 
 logger = logging.getLogger(__name__)
 

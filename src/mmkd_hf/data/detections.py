@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
+from ..utils import atomic_path
 from .errors import FileDecodeError
 
 __all__ = [
@@ -129,8 +130,6 @@ def load_video_detections(path: str | os.PathLike) -> tuple[bytes, ...]:
 
 def write_video_detections(path: str | os.PathLike, frames: list) -> None:
     """Write ``frames`` (``Detections`` messages, one per RGB frame) in the official pickle format."""
-    from mmkd_hf.utils import atomic_path
-
     payload = [m.SerializeToString() if not isinstance(m, (bytes, bytearray)) else bytes(m) for m in frames]
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:

@@ -10,14 +10,11 @@ from typing import Sequence
 
 import datasets
 
-from .transforms import (
-    AudioConfig,
-    AugmentationConfig,
-    LayoutConfig,
-    MultimodalTransform,
-    PipelineConfig,
-    SampleReader,
-)
+from .builders import MINI_KITCHENS_CARD_INFO, MINI_KITCHENS_FORMAT_VERSION, read_mini_kitchens_marker
+from .builders.common import files_fingerprint
+from .configs import AudioConfig, AugmentationConfig, LayoutConfig, TransformConfig
+from .errors import DataFormatError
+from .transforms import MultimodalTransform, SampleReader
 
 __all__ = ["DATASETS", "load_dataset", "build_metadata", "make_reader", "make_transform", "dataset_card_info"]
 
@@ -43,8 +40,6 @@ DATASETS: dict[str, DatasetSpec] = {
                                   "annotation_files"),
 }
 
-DEFAULT_MINI_KITCHENS_DIR = Path(os.environ.get("MMKD_HF_HOME", Path.home() / ".cache" / "mmkd_hf")) / "mini-kitchens"
-
 
 def _spec(name: str) -> DatasetSpec:
     if name not in DATASETS:
@@ -59,43 +54,43 @@ def _module(spec: DatasetSpec):
 def dataset_card_info(name: str) -> dict[str, str]:
     """Description/citation/licence shared by the builder's ``DatasetInfo`` and the hub card."""
     if name == "mini-kitchens":
-        from .builders import MINI_KITCHENS_CARD_INFO
-
         return dict(MINI_KITCHENS_CARD_INFO)
     return dict(_module(_spec(name)).CARD_INFO)
 
 
-def _resolve_data_dir(name: str, data_dir, seed: int) -> Path:
-    if name == "mini-kitchens":
-        target = Path(data_dir) if data_dir else DEFAULT_MINI_KITCHENS_DIR
-        # helper D's generator, imported lazily
-        from .builders.mini_kitchens import ensure_mini_kitchens, generation_request, read_marker
+def _check_mini_kitchens(path: Path) -> None:
+    """Raise a one-line :class:`DataFormatError` unless ``path`` holds a current mini-kitchens generation (its
+    ``.complete`` marker at this version's format) or, without a marker, a folder in the EPIC layout (a copy or
+    a hand-made variant). Reading never generates: the error says how to."""
+    make = f"`mmkd-hf make-mini-dataset --out {path}` (or run train.py, whose prepare stage generates it)"
+    marker = read_mini_kitchens_marker(path)
+    if marker is None:
+        if path.is_dir() and any(path.glob("EPIC_100_*.csv")):
+            return
+        raise DataFormatError(path, f"no complete mini-kitchens dataset here; generate it with {make}")
+    version = marker.get("format_version")
+    if version != MINI_KITCHENS_FORMAT_VERSION:
+        raise DataFormatError(path, f"stale mini-kitchens generation (format {version}, this version reads format "
+                                    f"{MINI_KITCHENS_FORMAT_VERSION}); regenerate it with {make}")
 
-        marker = read_marker(target)
-        if marker is not None:
-            # a generation: re-check it against the current generator (FORMAT_VERSION, parameters) with its
-            # own seed and sizes, so stale content is regenerated instead of silently reused. ``seed`` is the
-            # per-item RNG seed of load_dataset, not the generation's: it must not replace the data.
-            gen_seed, gen_config = generation_request(marker)
-            target = Path(ensure_mini_kitchens(target, gen_seed, config=gen_config))
-        elif not (target.exists() and any(target.glob("EPIC_100_*.csv"))):
-            target = Path(ensure_mini_kitchens(target, seed))
-        return target.resolve()
+
+def _resolve_data_dir(name: str, data_dir) -> Path:
     if data_dir is None:
-        raise ValueError(f"load_dataset({name!r}) needs data_dir=")
+        hint = " (a folder made by `mmkd-hf make-mini-dataset --out DIR`)" if name == "mini-kitchens" else ""
+        raise ValueError(f"load_dataset({name!r}) needs data_dir={hint}")
     path = Path(data_dir).expanduser()
-    if not path.is_dir():
+    if name == "mini-kitchens":
+        _check_mini_kitchens(path)
+    elif not path.is_dir():
         raise FileNotFoundError(f"data_dir {path} does not exist")
     return path.resolve()
 
 
-def build_metadata(name: str, data_dir=None, cache_dir=None, seed: int = 0) -> datasets.DatasetDict:
+def build_metadata(name: str, data_dir=None, cache_dir=None) -> datasets.DatasetDict:
     """Prepare (or reuse from the cache) every split's metadata of dataset ``name``."""
-    from .builders.common import files_fingerprint
-
     spec = _spec(name)
     module = _module(spec)
-    root = _resolve_data_dir(name, data_dir, seed)
+    root = _resolve_data_dir(name, data_dir)
     files = getattr(module, spec.files_fingerprint)(root)
     fingerprint = files_fingerprint(files.values() if isinstance(files, dict) else files, extra=name)
     builder_cls = getattr(module, spec.builder)
@@ -122,7 +117,7 @@ def make_reader(name: str, dataset: datasets.Dataset) -> SampleReader:
 def make_transform(
     name: str,
     dataset: datasets.Dataset,
-    config: PipelineConfig,
+    config: TransformConfig,
 ) -> MultimodalTransform:
     return MultimodalTransform(make_reader(name, dataset), config, source=dataset)
 
@@ -153,8 +148,8 @@ def load_dataset(
 
     Args:
         name: ``"epic-kitchens-100"``, ``"mini-kitchens"``, ``"something-something-v2"`` or ``"something-else"``.
-        data_dir: the dataset folder (official layout). For ``"mini-kitchens"`` it is generated there
-            (default ``~/.cache/mmkd_hf/mini-kitchens``) when missing.
+        data_dir: the dataset folder (official layout). ``"mini-kitchens"`` is only read: generate it first with
+            ``mmkd-hf make-mini-dataset --out DIR`` (train.py's prepare stage does it for its runs).
         split: ``"train"``, ``"validation"`` or ``"test"`` (EPIC test has no labels).
         modalities: subset of ``("rgb", "flow", "audio", "layout")``.
         cache_dir: ``datasets`` cache for the prepared metadata.
@@ -164,7 +159,9 @@ def load_dataset(
         stride: frame interval of the stride sampler.
         num_clips, num_crops: evaluation views (V = clips x crops, clip-major).
         crop_size: output H = W (ignored when ``augmentation`` is given).
-        augmentation, audio, layout: full configs (defaults: spec §4.5 / §3.3 / §4.7).
+        augmentation, audio, layout: full configs (defaults: those of the authors' code,
+            github.com/gorjanradevski/multimodal-distillation: src/utils/data_utils.py,
+            src/modelling/dataset_audio.py, src/modelling/dataset_layout.py).
         seed: base seed of the per-item RNG.
         skip_bad_samples: replace a bad sample by the next good one and record it instead of raising.
         skip_log_path: JSONL file where skipped samples are appended (shared by DataLoader workers).
@@ -178,7 +175,7 @@ def load_dataset(
         is available as ``dataset.mmkd_transform`` for ``skip_report()``.
     """
     spec = _spec(name)
-    splits = build_metadata(name, data_dir, cache_dir, seed)
+    splits = build_metadata(name, data_dir, cache_dir)
     if split not in splits:
         raise ValueError(f"split {split!r} not available for {name}; found {sorted(splits)}")
     dataset = splits[split]
@@ -186,7 +183,7 @@ def load_dataset(
         return dataset
     is_train = (split == "train") if train is None else bool(train)
     aug = augmentation or AugmentationConfig(crop_size=crop_size, num_crops=num_crops)
-    config = PipelineConfig(
+    config = TransformConfig(
         modalities=tuple(modalities), train=is_train, num_frames=num_frames, sampler=sampler or spec.sampler,
         stride=stride or spec.stride, num_clips=num_clips, augmentation=aug, audio=audio or AudioConfig(),
         layout=layout or LayoutConfig(), seed=seed, skip_bad_samples=skip_bad_samples,
@@ -196,63 +193,3 @@ def load_dataset(
     transformed.mmkd_transform = transform
     return transformed
 
-
-_CARD_CONTEXT = {
-    "epic-kitchens-100": {
-        "modalities": ["rgb", "flow", "audio", "layout"],
-        "layout": "`EPIC_100_{train,validation}.csv`, `EPIC_100_test_timestamps.csv`, class CSVs and "
-                  "`EPIC_100_video_info.csv` at the root (or in `annotations/`); per participant "
-                  "`<P>/rgb_frames/<video>/frame_%010d.jpg` (or the `.tar`, or `<P>/videos/<video>.MP4`), "
-                  "`<P>/flow_frames/<video>/{u,v}/frame_%010d.jpg` (half rate), `<P>/videos/<video>.wav` or the "
-                  "MP4 audio track, `<P>/hand-objects/<video>.pkl`.",
-        "splits_note": "The test split has no labels (verb/noun/action = -1). `unseen_participant`, `tail_verb` "
-                       "and `tail_noun` flag the official evaluation subsets.",
-        "license_note": "EPIC-KITCHENS-100 is for non-commercial use; the annotations are from "
-                        "github.com/epic-kitchens/epic-kitchens-100-annotations.",
-    },
-    "mini-kitchens": {
-        "modalities": ["rgb", "flow", "audio", "layout"],
-        "layout": "Exactly the EPIC-KITCHENS-100 layout (read by the same builder).",
-        "splits_note": "One participant is held out as unseen.",
-        "license_note": "Synthetic data generated by mmkd-hf; contains no third-party content.",
-    },
-    "something-something-v2": {
-        "modalities": ["rgb"],
-        "layout": "`something-something-v2-{train,validation,test}.json` and `something-something-v2-labels.json`; "
-                  "videos `videos/<id>.webm` or frame folders `frames/<id>/%04d.jpg` (1-based).",
-        "splits_note": "The test list has ids only (no labels).",
-        "license_note": "Obtain the videos from Qualcomm under their licence; this card does not redistribute them.",
-    },
-    "something-else": {
-        "modalities": ["rgb", "layout"],
-        "layout": "`train.json`/`validation.json` (compositional split, or `dataset_splits/<variant>/`), "
-                  "`labels.json`, `bounding_box_annotations.json` (or `bounding_box_smthsmth_part*.json`), "
-                  "frames `frames/<id>/%04d.jpg`.",
-        "splits_note": "Compositional split: verb-noun combinations of train and validation do not overlap.",
-        "license_note": "Box annotations under MIT; the frames are Something-Something v2 content (research only).",
-    },
-}
-
-
-def render_dataset_card(name: str, splits: datasets.DatasetDict | None = None, template_path=None):
-    """A ``huggingface_hub.DatasetCard`` from ``hub_cards/dataset_card_template.md`` for ``name``.
-
-    Args:
-        name: dataset name (see :data:`DATASETS`).
-        splits: prepared splits (row counts and features); None renders without them.
-        template_path: template file; defaults to ``hub_cards/dataset_card_template.md`` (shipped in the package as
-            ``mmkd_hf/hub/templates/``).
-    """
-    from huggingface_hub import DatasetCard, DatasetCardData
-
-    info = dataset_card_info(name)
-    if template_path is None:
-        template_path = Path(__file__).resolve().parents[1] / "hub" / "templates" / "dataset_card_template.md"
-    first = next(iter(splits.values())) if splits else None
-    data = DatasetCardData(license=info["license"], pretty_name=info["pretty_name"],
-                           task_categories=["video-classification"], tags=["egocentric", "multimodal", "mmkd-hf"])
-    return DatasetCard.from_template(
-        data, template_path=str(template_path), dataset_name=name,
-        splits={k: v.num_rows for k, v in (splits or {}).items()},
-        features={k: str(v) for k, v in first.features.items()} if first is not None else {},
-        **_CARD_CONTEXT[name], **info)

@@ -1,4 +1,5 @@
-"""Frame samplers (spec §4.3, with the original's bugs fixed). Pure functions; the RNG is passed in.
+"""Frame samplers (``src/utils/samplers.py`` of the authors' public code, github.com/gorjanradevski/multimodal-distillation,
+with the original's bugs fixed). Pure functions; the RNG is passed in.
 
 All samplers return **0-based indices relative to the segment start**, shaped ``[num_clips, num_frames]``
 (clip-major, the order of the views dimension). Callers add the segment's first frame number.
@@ -8,7 +9,8 @@ All samplers return **0-based indices relative to the segment start**, shaped ``
   ``num_clips = K > 1`` (evaluation only) clip ``k`` takes position ``(k + 1) / (K + 1)`` inside each part,
   so the clips interleave over the whole segment (the original spread K·T frames instead).
 * :func:`stride_indices` — mmaction ``SampleFrames`` (EPIC): ``num_frames`` frames ``stride`` apart.
-  Training draws one random offset (``num_clips`` is ignored in training: fix of spec §9.7); evaluation
+  Training draws one random offset (``num_clips`` is ignored in training; the original
+  ``GeneralSampler`` used its test-time clip count in training too); evaluation
   spreads K clip offsets evenly. Indices past the segment end are replaced by the last valid index of
   that clip ("repeat last"), so a segment shorter than the clip is allowed and repeats frames.
 

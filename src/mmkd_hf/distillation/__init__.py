@@ -1,6 +1,11 @@
 """Distillation: losses, teacher weighting, training arguments, trainers and the teacher-logit cache."""
 
-from .arguments import DistillationTrainingArguments, SupervisedTrainingArguments, parse_teacher_paths
+from .arguments import (
+    DistillationArguments,
+    DistillationTrainingArguments,
+    SupervisedTrainingArguments,
+    parse_teacher_paths,
+)
 from .cache import CachedLogitsDataset, load_cached_logits, precompute_teacher_logits, with_cached_logits
 from .losses import (
     distillation_loss,
@@ -32,6 +37,7 @@ __all__ = [
     "load_teacher_ensemble",
     "precompute_teacher_logits",
     "with_cached_logits",
+    "DistillationArguments",
     "DistillationTrainingArguments",
     "FullDatasetWeightAccumulator",
     "SupervisedTrainingArguments",

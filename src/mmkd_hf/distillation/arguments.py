@@ -1,15 +1,17 @@
 """Training arguments for teachers/baselines (:class:`SupervisedTrainingArguments`) and for distillation
 (:class:`DistillationTrainingArguments`), both ``transformers.TrainingArguments`` subclasses, so
-``HfArgumentParser`` turns every field (with its help text) into a command-line option.
+``HfArgumentParser`` turns every field (with its help text) into a command-line option. The distillation recipe
+itself (:class:`DistillationArguments`: temperature, loss weights, teacher weighting) is a separate dataclass that
+:class:`DistillationTrainingArguments` inherits and ``train.py`` parses directly, so each setting has one default.
 
-Defaults follow the original recipe (spec §5): AdamW, learning rate 1e-4, weight decay 0.02, linear warm-up for the
+Defaults follow the authors' training recipe (github.com/gorjanradevski/multimodal-distillation, ``src/train.py``): AdamW, learning rate 1e-4, weight decay 0.02, linear warm-up for the
 first 10 % of the steps (3 of 30 epochs) then linear decay, gradient clipping at 5.0. Batches carry dict labels
 and teacher-only keys, so ``remove_unused_columns=False`` and ``label_names=["labels"]``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from transformers import TrainingArguments
 
@@ -20,7 +22,7 @@ TEACHER_MODES = ("online", "cached")
 
 @dataclass
 class SupervisedTrainingArguments(TrainingArguments):
-    """``TrainingArguments`` with the original recipe's defaults (spec §5), for teachers and baselines.
+    """``TrainingArguments`` with the authors' training defaults (``src/train.py``), for teachers and baselines.
 
     > Overridden defaults
 
@@ -29,7 +31,7 @@ class SupervisedTrainingArguments(TrainingArguments):
     keys; the trainers pick each model's inputs), label_names ["labels"] (one dict of per-head label tensors).
     """
 
-    learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate (spec §5: 1e-4)."})
+    learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate (the authors' src/train.py: 1e-4)."})
     weight_decay: float = field(default=0.02, metadata={"help": "AdamW weight decay (released configs: 0.02)."})
     warmup_steps: float = field(
         default=0.1,
@@ -38,7 +40,7 @@ class SupervisedTrainingArguments(TrainingArguments):
             "epochs, as the released configs)."
         },
     )
-    max_grad_norm: float = field(default=5.0, metadata={"help": "Gradient-norm clipping (spec §5 CLIP_VAL: 5.0)."})
+    max_grad_norm: float = field(default=5.0, metadata={"help": "Gradient-norm clipping (the authors' CLIP_VAL: 5.0)."})
     remove_unused_columns: bool = field(
         default=False,
         metadata={
@@ -53,47 +55,51 @@ class SupervisedTrainingArguments(TrainingArguments):
 
 
 @dataclass
-class DistillationTrainingArguments(SupervisedTrainingArguments):
-    """Arguments of :class:`~mmkd_hf.distillation.trainer.DistillationTrainer` (spec §6).
+class DistillationArguments:
+    """The distillation recipe: loss weights, temperature and how the teacher ensemble combines its teachers.
 
-    > Parameters that control the distillation loss
+    Parsed directly by ``train.py`` (:mod:`mmkd_hf.pipeline`) and inherited by :class:`DistillationTrainingArguments`,
+    so every setting has one default, defined here. The defaults are the package's measured recipe (docs/training.md);
+    the values of the authors' code (github.com/gorjanradevski/multimodal-distillation, src/modelling/distiller.py,
+    DistillationCriterion) are given in each help text.
 
-    temperature: KD softening temperature ``T`` (loss scaled by ``T²``). Default 1.0, the original code's default
-        (the paper's per-experiment values live in model-zoo configs that were never released); tune it.
-    kd_weight, ce_weight: ``loss = kd_weight · L_KD + ce_weight · L_CE`` (spec defaults 1.0 / 0.0: pure
-        distillation).
+    > Parameters
 
-    > Parameters that control the teacher ensemble
-
+    temperature: KD softening temperature ``T`` (loss scaled by ``T²``).
+    kd_weight, ce_weight: ``loss = kd_weight · L_KD + ce_weight · L_CE``.
     weighting_scheme, weights_temperature, combine_space: see
         :class:`~mmkd_hf.models.ensemble.configuration_ensemble.MultimodalTeacherEnsembleConfig`.
-    teacher_source: a saved ensemble folder or Hub repo id; teacher_paths: alternatively ``modality=folder``
-        entries of single teachers to assemble into an ensemble.
-    teacher_mode: ``online`` (teacher forward every step on the same augmented clip as the student; default) or
-        ``cached`` (pre-computed logits in ``cached_logits_path``; exact only without train-time augmentation).
     """
 
     temperature: float = field(
         default=1.0,
         metadata={
             "help": "KD softening temperature T; the KD term is T^2 * KL(softmax(teacher/T) || softmax(student/T)). "
-            "Default 1.0 = the original code's default."
+            "Default 1.0 = the authors' code's default (the paper's per-experiment values were never released)."
         },
     )
-    kd_weight: float = field(default=1.0, metadata={"help": "Weight of the distillation (KL) term (spec: 1.0)."})
+    kd_weight: float = field(
+        default=1.0, metadata={"help": "Weight of the distillation (KL) term (the authors' code: 1.0)."}
+    )
     ce_weight: float = field(
-        default=0.0, metadata={"help": "Weight of the cross-entropy-to-labels term (spec: 0.0, pure distillation)."}
+        default=1.0,
+        metadata={
+            "help": "Weight of the cross-entropy-to-labels term. The authors' code uses 0.0 (pure distillation); "
+            "1.0 keeps the label signal for heads the teachers do not know (see docs/training.md)."
+        },
     )
     weighting_scheme: str = field(
-        default="uniform",
+        default="full-dataset",
         metadata={
             "help": "How teachers are weighted per head: uniform | per-sample (softmin of each teacher's CE on the "
-            "label) | full-dataset (fixed weights fit on a held-out split).",
+            "label) | full-dataset (fixed weights fit on a held-out split; an ensemble whose weights were never "
+            "fit keeps uniform ones).",
             "choices": list(WEIGHTING_SCHEMES),
+            "aliases": ["--weighting"],
         },
     )
     weights_temperature: float = field(
-        default=1.0, metadata={"help": "Softmin temperature of the teacher weights (spec: 1.0)."}
+        default=1.0, metadata={"help": "Softmin temperature of the teacher weights (the authors' code: 1.0)."}
     )
     combine_space: str = field(
         default="logits",
@@ -102,6 +108,44 @@ class DistillationTrainingArguments(SupervisedTrainingArguments):
             "choices": list(COMBINE_SPACES),
         },
     )
+
+    def __post_init__(self):
+        _check_choice("weighting_scheme", self.weighting_scheme, WEIGHTING_SCHEMES)
+        _check_choice("combine_space", self.combine_space, COMBINE_SPACES)
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, given {self.temperature}")
+        if self.weights_temperature <= 0:
+            raise ValueError(f"weights_temperature must be > 0, given {self.weights_temperature}")
+        if self.kd_weight < 0 or self.ce_weight < 0 or self.kd_weight + self.ce_weight == 0:
+            raise ValueError(
+                f"kd_weight and ce_weight must be >= 0 and not both 0, given {self.kd_weight}, {self.ce_weight}"
+            )
+        parent = getattr(super(), "__post_init__", None)  # cooperative: further argument groups of a subclass
+        if parent is not None:
+            parent()
+
+    def distillation_arguments(self) -> "DistillationArguments":
+        """These settings alone, as a :class:`DistillationArguments` (e.g. of a larger configuration object)."""
+        return DistillationArguments(**{f.name: getattr(self, f.name) for f in fields(DistillationArguments)})
+
+
+@dataclass
+class DistillationTrainingArguments(SupervisedTrainingArguments, DistillationArguments):
+    """Arguments of :class:`~mmkd_hf.distillation.trainer.DistillationTrainer` (the authors' ``src/modelling/distiller.py``, ``src/patient_distill.py``).
+
+    > Parameters that control the distillation loss and the teacher ensemble
+
+    temperature, kd_weight, ce_weight, weighting_scheme, weights_temperature, combine_space: inherited from
+        :class:`DistillationArguments` (one default each, shared with ``train.py``).
+
+    > Parameters that name the teachers
+
+    teacher_source: a saved ensemble folder or Hub repo id; teacher_paths: alternatively ``modality=folder``
+        entries of single teachers to assemble into an ensemble.
+    teacher_mode: ``online`` (teacher forward every step on the same augmented clip as the student; default) or
+        ``cached`` (pre-computed logits in ``cached_logits_path``; exact only without train-time augmentation).
+    """
+
     teacher_source: str | None = field(
         default=None,
         metadata={"help": "Saved MultimodalTeacherEnsemble folder or Hub repo id (online mode)."},
@@ -127,18 +171,9 @@ class DistillationTrainingArguments(SupervisedTrainingArguments):
     )
 
     def __post_init__(self):
-        super().__post_init__()
-        _check_choice("weighting_scheme", self.weighting_scheme, WEIGHTING_SCHEMES)
-        _check_choice("combine_space", self.combine_space, COMBINE_SPACES)
+        super().__post_init__()  # TrainingArguments
+        DistillationArguments.__post_init__(self)
         _check_choice("teacher_mode", self.teacher_mode, TEACHER_MODES)
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0, given {self.temperature}")
-        if self.weights_temperature <= 0:
-            raise ValueError(f"weights_temperature must be > 0, given {self.weights_temperature}")
-        if self.kd_weight < 0 or self.ce_weight < 0 or self.kd_weight + self.ce_weight == 0:
-            raise ValueError(
-                f"kd_weight and ce_weight must be >= 0 and not both 0, given {self.kd_weight}, {self.ce_weight}"
-            )
         if self.teacher_mode == "cached" and not self.cached_logits_path:
             raise ValueError("teacher_mode='cached' needs cached_logits_path (a folder written by mmkd-hf precompute)")
         if self.teacher_paths:
@@ -165,6 +200,7 @@ def parse_teacher_paths(entries: list[str]) -> dict[str, str]:
 
 __all__ = [
     "COMBINE_SPACES",
+    "DistillationArguments",
     "DistillationTrainingArguments",
     "SupervisedTrainingArguments",
     "TEACHER_MODES",

@@ -33,8 +33,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
+from accelerate.utils import send_to_device
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from .. import models  # noqa: F401  (registers the models with the Auto classes)
+from ..data.collate import MultimodalCollator
+from ..data.registry import load_dataset
 from ..utils import atomic_path, atomic_write_json
 
 CACHE_INFO = "cache_info.json"
@@ -69,14 +73,6 @@ def _check_compatible(path: Path, existing: Mapping[str, Any], wanted: Mapping[s
             )
 
 
-def _to_device(value: Any, device) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.to(device)
-    if isinstance(value, Mapping):
-        return {key: _to_device(item, device) for key, item in value.items()}
-    return value
-
-
 @torch.no_grad()
 def _shard_table(ensemble, dataset: Dataset, indices: range, batch_size: int, collate_fn, heads) -> pa.Table:
     loader = DataLoader(Subset(dataset, list(indices)), batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
@@ -85,7 +81,7 @@ def _shard_table(ensemble, dataset: Dataset, indices: range, batch_size: int, co
     for batch in loader:
         if "segment_id" not in batch:
             raise ValueError("precompute needs 'segment_id' in every batch (items must carry their segment id)")
-        output = ensemble(**_to_device(batch, ensemble.device))
+        output = ensemble(**send_to_device(batch, ensemble.device))
         for head in heads:
             head_logits = output.logits[head].float()
             if not bool(torch.isfinite(head_logits).all()):
@@ -128,7 +124,6 @@ def precompute_teacher_logits(
     if batch_size < 1 or shard_size < 1:
         raise ValueError(f"batch_size and shard_size must be >= 1, given {batch_size}, {shard_size}")
     if collate_fn is None:
-        from ..data.collate import MultimodalCollator
 
         collate_fn = MultimodalCollator()
     output_dir = Path(output_dir)
@@ -264,8 +259,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from accelerate import Accelerator
     from transformers import AutoModel
 
-    import mmkd_hf  # noqa: F401  (registers the models)
-    from ..data.registry import load_dataset
 
     accelerator = Accelerator()
     ensemble = AutoModel.from_pretrained(args.teacher).to(accelerator.device)

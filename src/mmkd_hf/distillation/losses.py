@@ -1,4 +1,5 @@
-"""Distillation losses as pure functions over per-head logit dicts (spec §6.3).
+"""Distillation losses as pure functions over per-head logit dicts (``DistillationCriterion`` in
+``src/modelling/distiller.py`` of the authors' public code, github.com/gorjanradevski/multimodal-distillation).
 
 Every function takes ``dict[str, Tensor]`` keyed by head (``verb``, ``noun``, ``action``), with ``[B, C]`` tensors
 (any extra leading dimensions, e.g. views ``[B, V, C]``, are folded into the batch). The student's heads define
@@ -19,6 +20,12 @@ from typing import Literal, Mapping
 
 import torch
 import torch.nn.functional as F
+
+from ..models.video_swin.modeling_video_swin import multi_head_cross_entropy
+
+#: ``L_GT`` of ``DistillationCriterion`` (``src/modelling/distiller.py`` of the original): the mean over heads of the
+#: (head-weighted) cross-entropy of the view-averaged logits; one implementation with the models' own loss.
+multi_head_ce_loss = multi_head_cross_entropy
 
 TeacherInput = Literal["logits", "probs"]
 
@@ -121,32 +128,6 @@ def multi_head_kd_loss(
     return torch.stack(losses).mean()
 
 
-def multi_head_ce_loss(
-    logits: Mapping[str, torch.Tensor],
-    labels: Mapping[str, torch.Tensor],
-    head_weights: Mapping[str, float] | None = None,
-) -> torch.Tensor:
-    """``(1/|A|) Σ_a w_a · CE(logits_a, labels_a)`` over the heads ``A`` of ``logits`` (spec §6.3 ``L_GT``).
-
-    Logits with a views dimension ``[B, V, C]`` are averaged over views first (the model contract's loss).
-    ``head_weights`` defaults to 1 for every head; a head absent from ``head_weights`` gets weight 1.
-    """
-    heads = _student_heads(logits, labels, "labels")
-    losses = []
-    for head in heads:
-        head_logits = logits[head]
-        if head_logits.dim() == 3:
-            head_logits = head_logits.mean(dim=1)
-        head_labels = labels[head]
-        if head_labels.shape != head_logits.shape[:1]:
-            raise ValueError(
-                f"labels of head {head!r} have shape {tuple(head_labels.shape)}, expected {tuple(head_logits.shape[:1])}"
-            )
-        weight = 1.0 if head_weights is None else float(head_weights.get(head, 1.0))
-        losses.append(weight * F.cross_entropy(head_logits, head_labels.long()))
-    return torch.stack(losses).mean()
-
-
 def distillation_loss(
     student_logits: Mapping[str, torch.Tensor],
     teacher_logits: Mapping[str, torch.Tensor],
@@ -157,7 +138,7 @@ def distillation_loss(
     teacher_input: TeacherInput = "logits",
     head_weights: Mapping[str, float] | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """``kd_weight · L_KD + ce_weight · L_CE`` (spec §6.3).
+    """``kd_weight · L_KD + ce_weight · L_CE`` (``DistillationCriterion`` of the original ``distiller.py``).
 
     The cross-entropy part is computed (for logging) whenever labels are given, even with ``ce_weight == 0``.
 

@@ -81,7 +81,8 @@ PRESETS: dict[str, ModelPreset] = {
         audio=_TINY_AUDIO,
         description="mini-kitchens on CPU: 8 frames of 48x48, teachers embed 32, student embed 24",
     ),
-    # The paper's sizes: Video Swin-T (spec section 3.1) and the STLT of the authors' code (section 3.4).
+    # The paper's sizes: Video Swin-T (``SwinModel``, ``src/modelling/models.py``) and the STLT of the
+    # authors' code (``src/modelling/hand_models.py``).
     "base": ModelPreset(
         name="base",
         num_frames=16,

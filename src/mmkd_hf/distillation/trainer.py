@@ -1,5 +1,6 @@
 """``transformers.Trainer`` subclasses for multi-head video models: supervised (teachers, baselines) and
-distillation from a frozen multimodal teacher ensemble (spec §5-6).
+distillation from a frozen multimodal teacher ensemble (``src/train.py`` and ``src/patient_distill.py`` of
+the authors' public code, github.com/gorjanradevski/multimodal-distillation).
 
 Batches follow the design.md contract: one dict holding every modality, ``labels`` as a dict of per-head tensors,
 optionally ``teacher_logits`` (cached mode) and ``segment_id``. The trainers pick each model's own inputs with
@@ -67,7 +68,7 @@ class _MultiHeadTrainerMixin:
 
 
 class SupervisedTrainer(_MultiHeadTrainerMixin, Trainer):
-    """Cross-entropy over the model's heads (spec §5) on its own modality; for teachers and baselines.
+    """Cross-entropy over the model's heads (as the original ``src/train.py``) on its own modality; for teachers and baselines.
 
     The model reads ``batch[config.input_key]`` (renamed to ``pixel_values``) or the ``layout_*`` keys; every other
     key is dropped. ``head_weights`` (optional ``{head: weight}``) scales each head's CE as ``ACTION_WEIGHTS``.
@@ -88,7 +89,8 @@ class SupervisedTrainer(_MultiHeadTrainerMixin, Trainer):
 
 
 class DistillationTrainer(_MultiHeadTrainerMixin, Trainer):
-    """Distils a frozen :class:`MultimodalTeacherEnsemble` into a student (spec §6.3).
+    """Distils a frozen :class:`MultimodalTeacherEnsemble` into a student (``DistillationCriterion`` of the original
+    ``src/modelling/distiller.py``).
 
     ``loss = kd_weight · T² · KL(softmax(ensemble/T) ‖ softmax(student/T)) + ce_weight · CE(student, labels)``,
     averaged over the student's heads. The KD and CE parts and the top-1 teacher–student agreement per head are

@@ -1,4 +1,5 @@
-"""Teacher weighting schemes of the multimodal ensemble (spec §6.2), as pure functions.
+"""Teacher weighting schemes of the multimodal ensemble (``TeacherEnsemble`` in ``src/modelling/distiller.py`` of the
+authors' public code, github.com/gorjanradevski/multimodal-distillation), as pure functions, and the held-out split.
 
 For one head, the teachers' logits are stacked into ``Z ∈ R^{B×N×C}`` (batch, teachers, classes). A weight
 vector ``w ∈ R^N`` (shared by the batch) or ``w ∈ R^{B×N}`` (per sample) combines them:
@@ -8,10 +9,11 @@ vector ``w ∈ R^N`` (shared by the batch) or ``w ∈ R^{B×N}`` (per sample) co
   with ``τ_w = 1``, ``w_{b,t} ∝ p_t(y_b | x_b)``;
 - ``full-dataset``: ``w_t = softmin(L̄_t / τ_w)``, ``L̄_t`` = teacher ``t``'s mean CE over a held-out split that the
   teachers never trained on. :class:`FullDatasetWeightAccumulator` sums it; its sums start at **zero** (the
-  original started them at ``1/N``, spec §9.13) and are summed across processes.
+  original ``src/patient_distill.py`` started them at ``1/N``) and are summed across processes.
 
-The canonical implementation lives in :mod:`mmkd_hf.models.ensemble.modeling_ensemble` (model folders are
-self-contained, so the ensemble cannot import this package); this module re-exports it for the distillation layer.
+The combining maths lives in :mod:`mmkd_hf.models.ensemble.modeling_ensemble` (model folders are self-contained,
+so the ensemble cannot import this package) and the full-dataset fit in :mod:`.ensemble_fitting`; this module
+re-exports both for the distillation layer.
 """
 
 from __future__ import annotations
@@ -24,15 +26,13 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from ..models.ensemble.modeling_ensemble import (
-    FullDatasetWeightAccumulator,
     combine_teacher_logits,
-    full_dataset_weights,
     per_sample_weights,
     per_teacher_cross_entropy,
     uniform_weights,
 )
-
 from ..utils import atomic_write_json
+from .ensemble_fitting import FullDatasetWeightAccumulator, full_dataset_weights
 
 HELD_OUT_SPLIT_FORMAT = "mmkd-held-out-split/1"
 
@@ -42,7 +42,8 @@ def make_held_out_split(
 ) -> tuple[list[str], list[str]]:
     """Split training-set sample ids into (teacher-train ids, held-out ids) for full-dataset weighting.
 
-    The teachers train on the first part only; the held-out part fits the full-dataset weights (spec §6.4). The
+    The teachers train on the first part only; the held-out part fits the full-dataset weights (the original
+    ``src/patient_distill.py`` reads such a split from ``train_indices.json``). The
     split is a seeded shuffle, deterministic for the same ids, fraction and seed (input order does not matter).
 
     Args:

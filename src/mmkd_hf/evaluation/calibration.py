@@ -1,6 +1,7 @@
 """Calibration metrics (ECE, MCE, NLL, Brier), reliability diagrams and temperature scaling.
 
-ECE follows the original code (spec §7.2, itself from gpleiss/temperature_scaling): confidence = max
+ECE follows the original code (``src/utils/calibration.py`` of the authors' public code,
+github.com/gorjanradevski/multimodal-distillation, itself from gpleiss/temperature_scaling): confidence = max
 softmax probability of the view-reduced scores, 15 equal-width bins with edges ``linspace(0, 1, 16)``,
 a sample belongs to bin ``(lower, upper]``, and ``ECE = sum_b |mean_conf_b - acc_b| * n_b / n``.
 MCE is the largest ``|mean_conf_b - acc_b|`` over non-empty bins. ECE and MCE are percentages (×100,
@@ -17,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..utils import save_figure
 from .metrics import softmax, to_numpy, validate_labels, validate_scores
 
 DEFAULT_NUM_BINS = 15
@@ -154,8 +156,6 @@ def plot_reliability_diagram(
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
-
-    from mmkd_hf.utils import save_figure
 
     if not per_head:
         raise ValueError("plot_reliability_diagram needs at least one head")

@@ -17,7 +17,6 @@ EPIC-KITCHENS-100 formats (from the official ``C1-Action-Recognition`` repositor
 from __future__ import annotations
 
 import json
-import math
 import pickle
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -26,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from mmkd_hf.utils import atomic_path, atomic_write_text
+from ..utils import atomic_path, atomic_write_text, to_jsonable
 
 from .metrics import rank_top_n, to_numpy, validate_scores
 
@@ -35,7 +34,6 @@ __all__ = [
     "make_epic_submission",
     "read_epic_results",
     "read_predictions_parquet",
-    "to_jsonable",
     "write_epic_results",
     "write_epic_submission",
     "write_metrics_json",
@@ -108,23 +106,6 @@ def read_predictions_parquet(path: str | Path) -> tuple[list[str], dict[str, np.
 
 
 # ---------------------------------------------------------------------------------------- metrics
-def to_jsonable(value: Any) -> Any:
-    """numpy/torch scalars and arrays to Python, NaN/inf to ``None`` (JSON has no NaN)."""
-    if isinstance(value, Mapping):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    if hasattr(value, "detach") or isinstance(value, np.ndarray):
-        return to_jsonable(to_numpy(value).tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
 def write_metrics_json(path: str | Path, metrics: Mapping[str, Any]) -> Path:
     """Write ``metrics`` as strict JSON (NaN -> null) atomically."""
     path = Path(path)

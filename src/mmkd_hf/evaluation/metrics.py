@@ -6,7 +6,8 @@ Conventions (all functions):
 * ``scores`` are ``[N, C]`` arrays (numpy or torch) of logits or probabilities for N videos; views
   must already be reduced (:func:`mmkd_hf.evaluation.multiview.reduce_views`).
 * Accuracies are percentages in ``[0, 100]``; ``*_se`` is the binomial standard error
-  ``sqrt(p (100 - p) / n)`` in percentage points (spec §7.1 ``evaluate_verbose``).
+  ``sqrt(p (100 - p) / n)`` in percentage points (``evaluate_verbose`` of the original
+  ``src/utils/evaluation.py``).
 * Ranking is deterministic: classes are sorted by descending score and **ties go to the lower class
   index** (the ``argmax`` convention). The official EPIC script uses numpy's unstable ``argsort`` whose
   tie order is unspecified; on untied scores both agree.

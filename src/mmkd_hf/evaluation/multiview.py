@@ -92,7 +92,7 @@ def reduce_views(logits: torch.Tensor | Mapping[str, torch.Tensor], mode: str = 
 
     Args:
         logits: a tensor or ``{head: tensor}``; ``[B, C]`` inputs pass through unchanged.
-        mode: ``"logits"`` averages raw logits (the original code, spec §7.1); ``"probs"`` averages
+        mode: ``"logits"`` averages raw logits (the original ``src/utils/evaluation.py``); ``"probs"`` averages
             softmax probabilities and returns their **log**, so that ``softmax(result)`` is exactly the
             mean probability and every downstream metric can treat the result as logits.
 

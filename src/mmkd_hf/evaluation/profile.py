@@ -5,9 +5,9 @@ resolution, 256×456 like EPIC's frames), per view (one clip, one crop, batch 1)
 
 * student: frames -> float, resize + centre crop -> the RGB network;
 * ensemble: the same RGB path, plus optical flow computed with the **same OpenCV Farneback call as
-  the mini-kitchens generator** (``mmkd_hf.data.builders.mini_kitchens.compute_flow``: half the RGB
+  the mini-kitchens generator** (``mmkd_hf.data.flow.compute_flow``: half the RGB
   rate, one flow field per sampled frame from a frame pair, quantised like EPIC's JPEGs), the log-mel
-  spectrogram windows of the audio (``mmkd_hf.data.transforms.log_mel_windows``, torchaudio), and the
+  spectrogram windows of the audio (``mmkd_hf.data.audio.log_mel_windows``, torchaudio), and the
   hand-object boxes parsed from serialized detections (``mmkd_hf.data.detections.frame_layout``); then
   every teacher network.
 
@@ -31,6 +31,19 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from ..data.audio import log_mel_windows
+from ..data.configs import AudioConfig
+from ..data.detections import DetectionThresholds, Detections, frame_layout
+from ..data.flow import compute_flow
+from ..models import (
+    MultimodalTeacherEnsemble,
+    MultimodalTeacherEnsembleConfig,
+    STLTConfig,
+    VideoSwinConfig,
+    VideoSwinForVideoClassification,
+)
+from .exports import write_metrics_json
 
 __all__ = [
     "ClipSpec",
@@ -64,8 +77,6 @@ class ClipSpec:
 def synthetic_clip(spec: ClipSpec, seed: int = 0) -> dict[str, Any]:
     """Decoded inputs of one view: ``frames`` uint8 ``[2T, H, W, 3]`` (pairs for flow), ``audio`` float32
     waveform covering the clip plus a window, ``detections`` (T serialized ``Detections`` messages)."""
-    from mmkd_hf.data.detections import Detections
-
     rng = np.random.default_rng(seed)
     height, width = spec.source_size
     base = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
@@ -108,8 +119,6 @@ def rgb_input(frames: np.ndarray, spec: ClipSpec) -> torch.Tensor:
 
 def flow_input(frames: np.ndarray, spec: ClipSpec) -> torch.Tensor:
     """``flow_values`` ``[1, T, 2, S, S]``: Farneback (the generator's call) on each frame pair, quantised."""
-    from mmkd_hf.data.builders.mini_kitchens import compute_flow
-
     flows = compute_flow(list(frames), spec.flow_bound)[: spec.num_frames]  # T (u, v) uint8 pairs
     stacked = torch.from_numpy(np.stack([np.stack(pair) for pair in flows])).float().div_(255.0)  # [T, 2, H, W]
     return _resize_crop(stacked, spec.image_size).unsqueeze(0)
@@ -117,16 +126,12 @@ def flow_input(frames: np.ndarray, spec: ClipSpec) -> torch.Tensor:
 
 def audio_input(audio: np.ndarray, spec: ClipSpec) -> torch.Tensor:
     """``audio_values`` ``[1, T, 1, 224, 224]``: log-mel windows centred on the sampled frames."""
-    from mmkd_hf.data.transforms import AudioConfig, log_mel_windows
-
     centres = 0.6 + np.arange(spec.num_frames) * spec.frame_stride / spec.fps
     return log_mel_windows(audio, spec.audio_sample_rate, 0.0, centres, AudioConfig()).unsqueeze(0)
 
 
 def layout_input(detections: Sequence[bytes], spec: ClipSpec, max_boxes: int = 14) -> dict[str, torch.Tensor]:
     """``layout_*`` tensors ``[1, T, N]`` parsed from serialized per-frame detections."""
-    from mmkd_hf.data.detections import DetectionThresholds, frame_layout
-
     thresholds = DetectionThresholds()
     frames = len(detections)
     out = {
@@ -172,8 +177,6 @@ def ensemble_pipeline(raw: Mapping[str, Any], spec: ClipSpec, modalities: Sequen
 def build_default_ensemble(student_config, modalities: Sequence[str] = ("rgb", "flow", "audio", "layout"), stlt_kwargs: Mapping[str, Any] | None = None):
     """The paper's ensemble for a Video Swin student: one Video Swin per video modality with the
     student's architecture, plus a default STLT on boxes; uniform weighting."""
-    from mmkd_hf import MultimodalTeacherEnsemble, MultimodalTeacherEnsembleConfig, STLTConfig, VideoSwinConfig
-
     heads = dict(student_config.heads)
     base = student_config.to_dict()
     teachers = {}
@@ -292,7 +295,6 @@ def table(rows: Mapping[str, Mapping[str, Any]], ratios: Mapping[str, float]) ->
 def _worker(kind: str, model_dir: str | None, ensemble_dir: str | None, spec: dict, modalities: list[str], device: str,
             repeats: int, overrides: dict) -> dict[str, Any]:
     """Profile one side in this process (run in a fresh process so the CPU peak RSS is its own)."""
-    import mmkd_hf  # noqa: F401
     from transformers import AutoModel
 
     torch.manual_seed(0)
@@ -309,8 +311,6 @@ def _worker(kind: str, model_dir: str | None, ensemble_dir: str | None, spec: di
 
 
 def _default_student(spec: ClipSpec, overrides: Mapping[str, Any]):
-    from mmkd_hf import VideoSwinConfig, VideoSwinForVideoClassification
-
     config = VideoSwinConfig(num_frames=spec.num_frames, image_size=spec.image_size,
                              heads=overrides.get("heads") or {"verb": 97, "noun": 300}, **overrides.get("swin", {}))
     return VideoSwinForVideoClassification(config).eval()
@@ -374,8 +374,6 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"GFLOPs ratio {result['ensemble_over_student']['gflops_per_view']:.2f}x "
           f"(network only) (target >= 3x end to end: {'met' if result['target_met_3x_end_to_end'] else 'NOT met'})")
     if args.output:
-        from .exports import write_metrics_json
-
         write_metrics_json(args.output, result)
     return 0
 

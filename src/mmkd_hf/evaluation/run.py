@@ -29,16 +29,25 @@ from typing import Any
 
 import numpy as np
 import torch
+from accelerate.utils import send_to_device
+from transformers import AutoModel
+
+from .. import models as _models  # noqa: F401  (registers the configs/models with the Auto classes)
+from ..data import MultimodalCollator, RunSettings, load_dataset
+from ..models.ensemble.modeling_ensemble import model_input_key, select_model_inputs
+from ..utils import atomic_write_text
 
 from .calibration import apply_temperature, calibration_metrics, fit_temperature, plot_reliability_diagram
 from .exports import make_epic_submission, write_epic_results, write_epic_submission, write_metrics_json, write_predictions_parquet
 from .metrics import (
     EpicAnnotations,
     epic_action_recognition_metrics,
+    load_epic_annotations,
     per_head_distillation_diagnostics,
     top_k_accuracy,
 )
-from .multiview import reduce_views
+from .multiview import num_views, reduce_views
+from .reports import metrics_markdown, write_views_report
 
 logger = logging.getLogger(__name__)
 
@@ -51,33 +60,29 @@ _EPIC_METADATA = ("segment_id", "participant_id", "tail_verb", "tail_noun", "uns
 
 # ----------------------------------------------------------------------------------------- inputs
 def model_inputs(model: torch.nn.Module, batch: Mapping[str, Any]) -> dict[str, Any]:
-    """The keyword arguments ``model`` takes from a collated batch (design.md model contract)."""
+    """The keyword arguments ``model`` takes from a collated batch (design.md model contract).
+
+    The teacher ensemble (a config with ``teachers``) gets the whole batch and routes it itself; any other model
+    gets its own input through :func:`~mmkd_hf.models.ensemble.modeling_ensemble.select_model_inputs`.
+    """
     config = getattr(model, "config", None)
-    key = getattr(config, "input_key", None)
-    if key is None:
+    if getattr(config, "teachers", None):
         inputs = {k: v for k, v in batch.items() if k not in _NON_INPUT_KEYS}
         if getattr(config, "weighting", None) == "per-sample" and batch.get("labels") is not None:
             inputs["labels"] = batch["labels"]  # the per-sample ensemble weights need the ground truth
         return inputs
-    if key == "layout":
-        inputs = {k: v for k, v in batch.items() if k.startswith("layout_")}
-        if not inputs:
-            raise ValueError(f"the model reads layout_* keys but the batch has only {sorted(batch)}")
-        return inputs
-    if key not in batch:
-        raise ValueError(f"the model reads {key!r} (config.input_key) but the batch has only {sorted(batch)}")
-    return {key: batch[key]}
+    return select_model_inputs(batch, config, model_name=type(model).__name__)
 
 
 def model_modalities(model: torch.nn.Module) -> list[str]:
     """Dataset modalities a model needs: from ``config.input_key``, or the ensemble's ``config.teachers``."""
     config = model.config
-    key = getattr(config, "input_key", None)
-    if key is not None:
-        return [_MODALITY_OF_KEY[key]]
     teachers = getattr(config, "teachers", None)
     if teachers:
         return sorted(teachers)
+    key = model_input_key(config)
+    if key in _MODALITY_OF_KEY:
+        return [_MODALITY_OF_KEY[key]]
     raise ValueError(f"cannot tell which modalities {type(model).__name__} reads (no config.input_key or teachers)")
 
 
@@ -97,8 +102,6 @@ class _Indexed(torch.utils.data.Dataset):
 class _IndexedCollate:
     def __init__(self, collator: Callable | None):
         if collator is None:
-            from mmkd_hf.data import MultimodalCollator
-
             collator = MultimodalCollator()
         self.collator = collator
         self.dropped: list[int] = []
@@ -111,14 +114,6 @@ class _IndexedCollate:
         batch = self.collator([item for _, item in good])
         batch["_eval_index"] = torch.tensor([i for i, _ in good], dtype=torch.long)
         return batch
-
-
-def _move(value: Any, device: torch.device) -> Any:
-    if torch.is_tensor(value):
-        return value.to(device, non_blocking=True)
-    if isinstance(value, Mapping):
-        return {k: _move(v, device) for k, v in value.items()}
-    return value
 
 
 def _head_logits(output: Any, model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -171,7 +166,7 @@ def predict(
     for batch in iterator:
         if batch is None:
             continue
-        batch = _move(batch, accelerator.device)
+        batch = send_to_device(batch, accelerator.device, non_blocking=True)
         inputs = model_inputs(model, batch)
         if accelerator.device.type == "cuda":
             torch.cuda.synchronize(accelerator.device)
@@ -465,8 +460,6 @@ def write_outputs(
     num_bins: int = 15,
 ) -> dict[str, str]:
     """Write predictions.parquet, metrics.json, reliability.png (and the EPIC files) in ``output_dir``."""
-    from .reports import metrics_markdown
-    from mmkd_hf.utils import atomic_write_text
 
     output_dir.mkdir(parents=True, exist_ok=True)
     files: dict[str, str] = {}
@@ -519,7 +512,6 @@ def evaluate_views_grid(
     ``make_dataset(clips, crops)`` returns the dataset with that many views. Extra ``kwargs`` go to
     :func:`evaluate_model` (no per-configuration files are written).
     """
-    from .reports import write_views_report
 
     rows = []
     for clips, crops in grid:
@@ -550,8 +542,9 @@ def _parse_grid(text: str) -> list[tuple[int, int]]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmkd-hf evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="saved model folder or Hub id (AutoModel.from_pretrained)")
-    parser.add_argument("--dataset", required=True, help="dataset name of mmkd_hf.data.load_dataset (e.g. epic-kitchens-100)")
-    parser.add_argument("--data-dir", default=None, help="dataset folder (mini-kitchens: generated when missing)")
+    parser.add_argument("--dataset", default=None, help="dataset name of mmkd_hf.data.load_dataset (e.g. epic-kitchens-100); "
+                        "default: the run's, when --model lies in a run folder (its run_settings.json)")
+    parser.add_argument("--data-dir", default=None, help="dataset folder (default: the run's, like --dataset)")
     parser.add_argument("--split", default="validation")
     parser.add_argument("--clips", type=int, default=1, help="temporal clips per video (1-10)")
     parser.add_argument("--crops", type=int, default=1, help="spatial crops per clip (1-3)")
@@ -574,16 +567,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def apply_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """``--dataset`` / ``--data-dir`` default to the run's settings when ``--model`` lies in a run folder."""
+    settings = None
+    if Path(args.model).is_dir():
+        try:
+            settings = RunSettings.from_run_dir(args.model)
+        except (FileNotFoundError, ValueError):
+            settings = None
+    if settings is not None and args.dataset in (None, settings.dataset):
+        args.dataset = settings.dataset
+        args.data_dir = args.data_dir or settings.data_dir
+    if args.dataset is None:
+        parser.error(f"--dataset is required: {args.model} is not inside a run folder with run_settings.json")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    import mmkd_hf  # noqa: F401  (registers the Auto classes)
-    from transformers import AutoModel
-
-    from mmkd_hf.data import load_dataset
-
-    from .metrics import load_epic_annotations
-    from .multiview import num_views
-
+    parser = build_parser()
+    args = apply_run_settings(parser.parse_args(argv), parser)
     num_views(args.clips, args.crops)
     model = AutoModel.from_pretrained(args.model)
     teacher = AutoModel.from_pretrained(args.teacher) if args.teacher else None

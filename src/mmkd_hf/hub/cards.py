@@ -26,13 +26,18 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from importlib.resources import files
+
 from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, ModelCard, ModelCardData
 
+from ..data import dataset_card_info
+from ..models.multi_head_video_pipeline import REMOTE_PIPELINE_FILE
 from ..utils import atomic_write_text
 
 KINDS = ("student", "teacher", "ensemble", "baseline")
-# ``templates`` links to the repository's ``hub_cards/``; wheels carry the files themselves.
-TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
+# The templates are package data: ``mmkd_hf/hub/templates`` links to the repository's ``hub_cards/`` (their
+# source) and wheels carry the files themselves (pyproject.toml ``package-data``).
+TEMPLATE_DIR = files("mmkd_hf.hub").joinpath("templates")
 MODEL_CARD_TEMPLATE = "model_card_template.md"
 DATASET_CARD_TEMPLATE = "dataset_card_template.md"
 HUB_URL = "https://huggingface.co"
@@ -67,10 +72,10 @@ RECIPE_FIELDS = {
     "common": ("dataset", "preset", "num_frames", "image_size", "seed", "weight_decay", "warmup_ratio",
                "max_grad_norm"),
     "teacher": ("teacher_epochs", "teacher_batch_size", "teacher_learning_rate", "layout_learning_rate"),
-    "ensemble": ("teachers", "weighting", "weights_temperature", "combine_space", "calibrate_ensemble",
+    "ensemble": ("teachers", "weighting_scheme", "weights_temperature", "combine_space", "calibrate_ensemble",
                  "held_out_fraction"),
     "student": ("teachers", "student_epochs", "student_batch_size", "student_learning_rate", "temperature",
-                "kd_weight", "ce_weight", "weighting", "weights_temperature", "combine_space", "calibrate_ensemble"),
+                "kd_weight", "ce_weight", "weighting_scheme", "weights_temperature", "combine_space", "calibrate_ensemble"),
     "baseline": ("student_epochs", "baseline_epochs", "student_batch_size", "student_learning_rate"),
 }
 
@@ -233,11 +238,17 @@ def dataset_info(dataset: str | None) -> dict[str, str]:
     if not dataset:
         return {}
     try:
-        from ..data.builders import dataset_card_infos
-
-        return dict(dataset_card_infos().get(dataset, {}))
-    except Exception:  # the data layer is optional for cards
+        return dataset_card_info(dataset)
+    except ValueError:  # not a dataset of the registry
         return {}
+
+
+def _read_template(template_path: str | os.PathLike | None, name: str) -> str:
+    """An explicit template file, else the packaged ``hub_cards`` template ``name`` (via importlib.resources)."""
+    template = Path(template_path) if template_path else TEMPLATE_DIR.joinpath(name)
+    if not template.is_file():
+        raise FileNotFoundError(f"card template {template} not found")
+    return template.read_text(encoding="utf-8")
 
 
 # ------------------------------------------------------------------------------------------ model cards
@@ -344,13 +355,11 @@ def render_model_card(
         model_name=repo_id.split("/")[-1],
         eval_results=eval_results,
     )
-    template = Path(template_path) if template_path else TEMPLATE_DIR / MODEL_CARD_TEMPLATE
-    if not template.is_file():
-        raise FileNotFoundError(f"model card template {template} not found")
+    template = _read_template(template_path, MODEL_CARD_TEMPLATE)
     parameters = (result or {}).get("parameters") or count_parameters(model_dir)
     return ModelCard.from_template(
         card_data,
-        template_path=str(template),
+        template_str=template,
         title=f"mmkd-hf {unit}" + (f" ({pretty_dataset})" if pretty_dataset else ""),
         summary=_summary(kind, unit, pretty_dataset, config),
         kind=kind,
@@ -369,7 +378,7 @@ def render_model_card(
         result_rows=rows,
         recipe=training_recipe(kind, run_config),
         teachers=teacher_entries,
-        has_remote_pipeline=(model_dir / "pipeline_mmkd_video.py").is_file(),
+        has_remote_pipeline=(model_dir / REMOTE_PIPELINE_FILE).is_file(),
         dataset_license_note=_license_note(dataset, info),
         synthetic=dataset == "mini-kitchens",
         citation=PAPER_BIBTEX,
@@ -442,99 +451,89 @@ def write_model_card(
 
 
 # ------------------------------------------------------------------------------------------ dataset cards
-_FALLBACK_DATASET_TEMPLATE = """---
-{{ card_data }}
----
-
-# {{ pretty_name }}
-
-{{ description }}
-
-This repository holds the **metadata** prepared by mmkd-hf (`mmkd_hf.data.build_metadata`): one row per
-segment with its ids, frame range, fps and labels, as Parquet files per split. The media (frames, flow,
-audio, detections) are not included{% if homepage %}; get them from {{ homepage }}{% endif %}.
-
-| split | rows |
-|---|---|
-{%- for split, rows in splits.items() %}
-| {{ split }} | {{ rows }} |
-{%- endfor %}
-
-## Licence
-
-{{ license_name or license }}
-
-## Citation
-
-```bibtex
-{{ citation }}
-```
-
-Models trained on it with mmkd-hf should also cite:
-
-```bibtex
-{{ paper_citation }}
-```
-"""
+#: Per-dataset text of the dataset card besides ``dataset_card_info`` (modalities, on-disk layout, notes).
+DATASET_CARD_CONTEXT = {
+    "epic-kitchens-100": {
+        "modalities": ["rgb", "flow", "audio", "layout"],
+        "layout": "`EPIC_100_{train,validation}.csv`, `EPIC_100_test_timestamps.csv`, class CSVs and "
+                  "`EPIC_100_video_info.csv` at the root (or in `annotations/`); per participant "
+                  "`<P>/rgb_frames/<video>/frame_%010d.jpg` (or the `.tar`, or `<P>/videos/<video>.MP4`), "
+                  "`<P>/flow_frames/<video>/{u,v}/frame_%010d.jpg` (half rate), `<P>/videos/<video>.wav` or the "
+                  "MP4 audio track, `<P>/hand-objects/<video>.pkl`.",
+        "splits_note": "The test split has no labels (verb/noun/action = -1). `unseen_participant`, `tail_verb` "
+                       "and `tail_noun` flag the official evaluation subsets.",
+        "license_note": "EPIC-KITCHENS-100 is for non-commercial use; the annotations are from "
+                        "github.com/epic-kitchens/epic-kitchens-100-annotations.",
+    },
+    "mini-kitchens": {
+        "modalities": ["rgb", "flow", "audio", "layout"],
+        "layout": "Exactly the EPIC-KITCHENS-100 layout (read by the same builder).",
+        "splits_note": "One participant is held out as unseen.",
+        "license_note": "Synthetic data generated by mmkd-hf; contains no third-party content.",
+    },
+    "something-something-v2": {
+        "modalities": ["rgb"],
+        "layout": "`something-something-v2-{train,validation,test}.json` and `something-something-v2-labels.json`; "
+                  "videos `videos/<id>.webm` or frame folders `frames/<id>/%04d.jpg` (1-based).",
+        "splits_note": "The test list has ids only (no labels).",
+        "license_note": "Obtain the videos from Qualcomm under their licence; this card does not redistribute them.",
+    },
+    "something-else": {
+        "modalities": ["rgb", "layout"],
+        "layout": "`train.json`/`validation.json` (compositional split, or `dataset_splits/<variant>/`), "
+                  "`labels.json`, `bounding_box_annotations.json` (or `bounding_box_smthsmth_part*.json`), "
+                  "frames `frames/<id>/%04d.jpg`.",
+        "splits_note": "Compositional split: verb-noun combinations of train and validation do not overlap.",
+        "license_note": "Box annotations under MIT; the frames are Something-Something v2 content (research only).",
+    },
+}
 
 
 def render_dataset_card(
     dataset: str,
     *,
-    repo_id: str,
-    splits: Mapping[str, Any],
+    repo_id: str | None = None,
+    splits: Mapping[str, Any] | None = None,
     license: str | None = None,
     template_path: str | os.PathLike | None = None,
 ) -> DatasetCard:
-    """Dataset card of a pushed dataset (Parquet files under ``data/<split>-*.parquet``).
+    """The dataset card of ``dataset`` from ``hub_cards/dataset_card_template.md``.
 
-    The body comes from the data layer (``mmkd_hf.data.registry.render_dataset_card`` with
-    ``hub_cards/dataset_card_template.md``) when it knows the dataset, else from a built-in template. Either way
-    the metadata gets ``configs`` pointing at the Parquet files (so ``datasets.load_dataset(repo_id)`` reads
-    them) and a section on what the repo holds.
+    Description, citation and licence come from the data layer (``mmkd_hf.data.dataset_card_info``, the same
+    metadata the ``datasets`` builder puts in its ``DatasetInfo``). With ``repo_id`` (a pushed dataset: Parquet
+    files under ``data/<split>-*.parquet``) the metadata also gets ``configs`` pointing at the Parquet files (so
+    ``datasets.load_dataset(repo_id)`` reads them) and the body a section on what the repo holds.
 
     Args:
-        dataset: Dataset name.
-        repo_id: The dataset repo id (for the usage snippet).
-        splits: split name -> ``datasets.Dataset`` (or its number of rows).
+        dataset: Dataset name (see ``mmkd_hf.data.DATASETS``).
+        repo_id: The dataset repo id, for a pushed dataset.
+        splits: split name -> ``datasets.Dataset`` (row counts and features) or its number of rows.
         license: Licence id; defaults to the dataset's.
-        template_path: Explicit Jinja template for the data layer's renderer.
+        template_path: An explicit Jinja template instead of the packaged one.
     """
-    rows = {split: (value if isinstance(value, int) else len(value)) for split, value in splits.items()}
-    configs = [{"config_name": "default",
-                "data_files": [{"split": split, "path": f"data/{split}-*.parquet"} for split in rows]}]
-    card = None
-    if all(not isinstance(value, int) for value in splits.values()):
-        try:
-            from ..data.registry import render_dataset_card as render_with_data_layer
-
-            card = render_with_data_layer(dataset, splits=dict(splits), template_path=template_path)
-        except (ImportError, KeyError, FileNotFoundError):
-            card = None
-    if card is None:
-        info = dataset_info(dataset)
-        card_data = DatasetCardData(
-            pretty_name=info.get("pretty_name") or DATASET_PRETTY_NAMES.get(dataset, dataset),
-            license=license or info.get("license") or "other", task_categories=["video-classification"],
-            tags=["egocentric", "action-recognition", "mmkd-hf", dataset])
-        card = DatasetCard.from_template(
-            card_data, template_str=_FALLBACK_DATASET_TEMPLATE, pretty_name=card_data.pretty_name,
-            description=info.get("description", ""), homepage=info.get("homepage"), license=card_data.license,
-            license_name=info.get("license_name"), citation=info.get("citation", ""), paper_citation=PAPER_BIBTEX,
-            repo_id=repo_id, splits=rows, dataset=dataset)
-    if license:
-        card.data.license = license
-    card.data.configs = configs
-    tags = list(card.data.tags or [])
-    card.data.tags = list(dict.fromkeys(tags + ["mmkd-hf", dataset]))
-    hub_section = (
+    info = dataset_card_info(dataset)
+    splits = dict(splits or {})
+    rows = {split: (value if isinstance(value, int) else value.num_rows) for split, value in splits.items()}
+    first = next((value for value in splits.values() if not isinstance(value, int)), None)
+    card_data = DatasetCardData(
+        license=license or info["license"], pretty_name=info.get("pretty_name") or DATASET_PRETTY_NAMES.get(dataset, dataset),
+        task_categories=["video-classification"], tags=["egocentric", "multimodal", "mmkd-hf", dataset])
+    context = {**DATASET_CARD_CONTEXT.get(dataset, {}), **info}
+    context.setdefault("modalities", ["rgb"])
+    card = DatasetCard.from_template(
+        card_data, template_str=_read_template(template_path, DATASET_CARD_TEMPLATE), dataset_name=dataset,
+        splits=rows, features={k: str(v) for k, v in first.features.items()} if first is not None else {},
+        **context)
+    if repo_id is None:
+        return card
+    card.data.configs = [{"config_name": "default",
+                          "data_files": [{"split": split, "path": f"data/{split}-*.parquet"} for split in rows]}]
+    card.text = card.text.rstrip() + (
         "\n\n## This repository\n\n"
         f"Segment metadata prepared by mmkd-hf, one Parquet file per split ({', '.join(f'{k}: {v} rows' for k, v in rows.items())}); "
         "the media are not included.\n\n"
         f"```python\nfrom datasets import load_dataset\n\nmetadata = load_dataset(\"{repo_id}\", split=\"{next(iter(rows), 'train')}\")\n```\n"
     )
-    if "## This repository" not in card.text:
-        card.text = card.text.rstrip() + hub_section
     return card
 
 

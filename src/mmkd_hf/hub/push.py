@@ -9,13 +9,14 @@ without this package) plus, generated at push time without touching the run fold
 
 * ``README.md``: the model card re-rendered with the run's ``results.json``, the repo ids and the commits of
   the teachers (student and ensemble cards list them as ``base_model``);
-* for RGB Video Swin models: ``video_preprocessor_config.json`` when missing, and the multi-head pipeline
-  (``pipeline_mmkd_video.py`` + ``config.custom_pipelines``) so that
-  ``pipeline(model=repo_id, trust_remote_code=True)`` works.
+* for RGB Video Swin models saved by older versions: ``video_preprocessor_config.json`` and the multi-head
+  pipeline (``pipeline_mmkd_video.py`` + ``config.custom_pipelines``) when missing (models save both
+  themselves now), so that ``pipeline(model=repo_id, trust_remote_code=True)`` works.
 
 Everything is checked before the first request (folders, configs, weights, code files, token), so bad input
 fails before anything is created. ``--datasets`` also pushes the run's prepared metadata (one Parquet file
-per split, with a dataset card) to the dataset repo ``<namespace>/<prefix>-<dataset>``.
+per split, with a dataset card) to the dataset repo ``<namespace>/<prefix>-<dataset>``; the dataset and its
+folder come from the run's ``run_settings.json`` (:class:`mmkd_hf.data.RunSettings`).
 
 Usage::
 
@@ -36,6 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from ..data import RunSettings, build_metadata
+from ..models.multi_head_video_pipeline import REMOTE_PIPELINE_FILE, REMOTE_TASK, add_remote_pipeline
+from ..models.video_swin.video_processing_video_swin import VideoSwinVideoProcessor
 from .cards import kind_from_unit, load_model_config, load_run_results, render_dataset_card, render_model_card
 
 #: Push order: the teachers first (their commits go into the ensemble's and the student's cards).
@@ -186,8 +190,6 @@ def _add_video_processor(folder: ModelFolder, stage: Path) -> None:
         return
     from transformers import AutoConfig
 
-    from ..models.video_swin.video_processing_video_swin import VideoSwinVideoProcessor
-
     config = AutoConfig.from_pretrained(folder.path)
     processor = VideoSwinVideoProcessor.from_model_config(config)
     processor.register_for_auto_class()
@@ -195,9 +197,10 @@ def _add_video_processor(folder: ModelFolder, stage: Path) -> None:
 
 
 def _add_remote_pipeline(stage: Path) -> None:
-    from ..pipelines import add_remote_pipeline
-
     config_path = stage / "config.json"
+    declared = json.loads(config_path.read_text(encoding="utf-8")).get("custom_pipelines") or {}
+    if (stage / REMOTE_PIPELINE_FILE).exists() and REMOTE_TASK in declared:
+        return  # saved by a version whose models ship the pipeline themselves
     if config_path.is_symlink():  # edit a real copy, never the run's file behind the link
         text = config_path.read_text(encoding="utf-8")
         config_path.unlink()
@@ -277,6 +280,12 @@ def push_run(
     folders = find_model_folders(run_dir, units)
     results = load_run_results(run_dir)
     run_config = read_run_config(run_dir, results)
+    settings = None
+    if datasets:
+        try:
+            settings = RunSettings.from_run_dir(run_dir)
+        except (FileNotFoundError, ValueError) as err:
+            raise PushError(f"--datasets: {err}") from None
     if results is None:
         log(f"[push] {run_dir} has no results.json: the cards will say 'Not evaluated'")
     for folder in folders:
@@ -292,7 +301,7 @@ def push_run(
     pushed: list[PushedRepo] = []
     dataset_repo_id = None
     if datasets:
-        dataset_repo = push_dataset(api, run_config, namespace, prefix=prefix, private=private, user=user, log=log)
+        dataset_repo = push_dataset(api, settings, namespace, prefix=prefix, private=private, user=user, log=log)
         pushed.append(dataset_repo)
         dataset_repo_id = dataset_repo.repo_id
     teachers: list[dict[str, Any]] = []
@@ -324,19 +333,14 @@ def push_run(
     return pushed
 
 
-def push_dataset(api, run_config: Mapping[str, Any], namespace: str, *, prefix: str = "mmkd", private: bool = False,
+def push_dataset(api, settings: RunSettings, namespace: str, *, prefix: str = "mmkd", private: bool = False,
                  user: str | None = None, log=print) -> PushedRepo:
     """Pushes the run's prepared dataset metadata: ``data/<split>-00000-of-00001.parquet`` + a dataset card,
-    in one commit to ``<namespace>/<prefix>-<dataset>``."""
+    in one commit to ``<namespace>/<prefix>-<dataset>`` (dataset and folder from the run's settings)."""
     from huggingface_hub.errors import HfHubHTTPError
 
-    from ..data import build_metadata
-
-    dataset = run_config.get("dataset")
-    if not dataset:
-        raise PushError("--datasets: the run's config names no dataset (no results.json / config.json config)")
-    data_dir = _resolved_data_dir(run_config)
-    splits = build_metadata(dataset, data_dir=data_dir)
+    dataset = settings.dataset
+    splits = build_metadata(dataset, data_dir=settings.data_dir)
     repo_id = f"{namespace}/{prefix}-{dataset}"
     with tempfile.TemporaryDirectory(prefix="mmkd-push-dataset-") as tmp:
         stage = Path(tmp)
@@ -356,16 +360,6 @@ def push_dataset(api, run_config: Mapping[str, Any], namespace: str, *, prefix: 
     record = PushedRepo(dataset, repo_id, "dataset", info.oid, f"{api.endpoint}/datasets/{repo_id}")
     log(f"[push] dataset {dataset} ({', '.join(f'{k}: {v}' for k, v in rows.items())}) -> {record.url}")
     return record
-
-
-def _resolved_data_dir(run_config: Mapping[str, Any]) -> str | None:
-    try:
-        from ..distillation.pipeline import PipelineConfig
-
-        names = set(PipelineConfig.__dataclass_fields__)
-        return str(PipelineConfig(**{k: v for k, v in run_config.items() if k in names}).resolved_data_dir)
-    except Exception:
-        return run_config.get("data_dir")
 
 
 # ------------------------------------------------------------------------------------------ CLI

@@ -43,6 +43,10 @@ import yaml
 from transformers import PreTrainedModel
 
 from ..utils import atomic_directory
+from .stlt.configuration_stlt import STLTConfig
+from .stlt.modeling_stlt import STLTForVideoClassification
+from .video_swin.configuration_video_swin import VideoSwinConfig
+from .video_swin.modeling_video_swin import VideoSwinForVideoClassification
 
 ORIGINAL_PREFIX = "_orig_mod."
 HEAD_ORDER = ("VERB", "NOUN", "ACTION")
@@ -250,14 +254,8 @@ def build_model(run: OriginalRunConfig, config_overrides: Mapping[str, Any] | No
     """A randomly initialised model of the original run's architecture (default sizes + overrides)."""
     overrides = dict(config_overrides or {})
     if run.model_name == "stlt":
-        from .stlt.configuration_stlt import STLTConfig
-        from .stlt.modeling_stlt import STLTForVideoClassification
-
         kwargs = {"heads": run.heads, "num_frames": run.num_frames, **overrides}
         return STLTForVideoClassification(STLTConfig(**kwargs))
-
-    from .video_swin.configuration_video_swin import VideoSwinConfig
-    from .video_swin.modeling_video_swin import VideoSwinForVideoClassification
 
     kwargs = {
         "heads": run.heads,

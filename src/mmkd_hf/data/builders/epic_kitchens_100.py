@@ -37,11 +37,13 @@ import datasets
 import numpy as np
 import torch
 
+from ..audio import audio_windows_for_segment
+from ..configs import AudioConfig, LayoutConfig
 from ..decoding import FileDecodeError, FolderFrames, FrameStore, TarFrames, VideoFrames
 from ..detections import DetectionThresholds, frame_layout, load_video_detections
 from ..errors import DataFormatError, SampleDecodeError
 from ..sampling import rgb_to_flow_index
-from ..transforms import AudioConfig, LayoutConfig, SampleReader, audio_windows_for_segment
+from ..transforms import SampleReader
 from .common import LocalDataBuilderMixin, find_file, parse_int, read_csv_rows, require_file
 
 __all__ = ["EpicKitchens100", "EpicKitchensReader", "CARD_INFO", "annotation_files"]

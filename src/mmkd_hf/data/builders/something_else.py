@@ -12,7 +12,7 @@ Files (github.com/joaanna/something_else layout; each looked up in ``data_dir``,
   "standard_category"}, ...]}, ...]}`` with pixel coordinates.
 
 Boxes are stored per box (frame number from ``name``, pixel corners, hand flag, categories). At access
-they are cleaned as spec §4.1 ``fix_box`` (swap x1 > x2 / y1 > y2, clamp to the image, at least 1 px)
+they are cleaned as ``fix_box`` of the original ``src/modelling/dataset_proto.py`` (swap x1 > x2 / y1 > y2, clamp to the image, at least 1 px)
 and normalised by the frame size read from the first JPEG's header. The annotation list may be a frame
 shorter or longer than the frame folder (real data): frames without annotations have no boxes and
 annotations past the last frame are ignored. Ground-truth boxes get score 1.0, side/state 0 (unknown).
@@ -30,7 +30,7 @@ import numpy as np
 from ..decoding import FileDecodeError
 from ..detections import CATEGORY_HAND, CATEGORY_OBJECT
 from ..errors import DataFormatError, SampleDecodeError
-from ..transforms import LayoutConfig
+from ..configs import LayoutConfig
 from .common import LocalDataBuilderMixin, find_file, read_json
 from .something_something_v2 import SomethingReader, read_label_map, ssv2_features, video_entries
 
@@ -84,7 +84,7 @@ def annotation_files(data_dir: str | os.PathLike, variant: str = "compositional"
 
 
 def fix_box(box: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Spec §4.1 ``fix_box`` on pixel boxes ``[n, 4]``: swap, clamp to the image, width/height >= 1 px."""
+    """``fix_box`` of the original ``src/modelling/dataset_proto.py`` on pixel boxes ``[n, 4]``: swap, clamp to the image, width/height >= 1 px."""
     b = np.asarray(box, dtype=np.float64).reshape(-1, 4).copy()
     b = np.maximum(b, 0.0)
     x1, x2 = np.minimum(b[:, 0], b[:, 2]), np.maximum(b[:, 0], b[:, 2])

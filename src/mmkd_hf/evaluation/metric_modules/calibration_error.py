@@ -1,7 +1,7 @@
 """Calibration error (ECE, MCE in %), NLL and Brier score, as an offline ``evaluate`` module.
 
 Wraps :func:`mmkd_hf.evaluation.calibration.calibration_metrics`: 15 equal-width ``(lower, upper]``
-bins over the max softmax probability (spec §7.2).
+bins over the max softmax probability (``src/utils/calibration.py`` of the authors' public code).
 """
 
 import datasets

@@ -28,13 +28,13 @@ class MultimodalTeacherEnsembleConfig(PreTrainedConfig):
         heads: the student's heads, ``{head: num_classes}``; every teacher must have exactly these heads.
         weighting: ``"uniform"``, ``"per-sample"`` (softmin of each teacher's CE on the label; needs labels at
             forward time) or ``"full-dataset"`` (fixed weights fit on a held-out split).
-        weights_temperature: ``τ_w`` of the softmin (spec default 1.0).
+        weights_temperature: ``τ_w`` of the softmin (default 1.0, as the original).
         combine_space: ``"logits"`` (weighted sum of logits, as the paper) or ``"probs"`` (weighted sum of
             probabilities, returned as log-probabilities).
         held_out_split_file: where the held-out split used for the full-dataset fit is saved (recorded for
             provenance; optional).
         calibration_temperatures: ``{head: T_c}``: the combined logits of ``head`` are divided by ``T_c`` (temperature
-            scaling of the ensemble, fit on the held-out split by :meth:`MultimodalTeacherEnsemble.fit_calibration`).
+            scaling of the ensemble, fit on the held-out split by :func:`mmkd_hf.distillation.ensemble_fitting.fit_calibration`).
             Absent heads are not rescaled. A weighted mean of teachers that disagree is under-confident; this
             restores calibrated confidence before the targets are softened by the distillation temperature.
         teacher_order, head_order: the orders of ``teachers`` and ``heads``. ``config.json`` is written with sorted

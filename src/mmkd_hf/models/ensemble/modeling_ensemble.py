@@ -1,19 +1,22 @@
-"""The multimodal teacher ensemble as a ``transformers`` model (spec §6.1-6.2).
+"""The multimodal teacher ensemble as a ``transformers`` model (``TeacherEnsemble`` in ``src/modelling/distiller.py``
+of the authors' public code, github.com/gorjanradevski/multimodal-distillation; Radevski et al., ICCV 2023).
 
 The ensemble holds one frozen teacher per modality, gives each teacher the inputs of its modality (batch key
 ``config.input_key`` of the teacher; ``"layout"`` means every ``layout_*`` key) and combines their logits per head
-with uniform, per-sample or full-dataset weights, in logit space (as the paper) or probability space.
+with uniform, per-sample or full-dataset weights, in logit space (as the paper) or probability space. It only
+combines: the full-dataset weights and the calibration temperature are fitted by
+:mod:`mmkd_hf.distillation.ensemble_fitting` and stored here (weight buffers, config).
 
-This file is self-contained (torch + transformers only): the weighting maths lives here and
-:mod:`mmkd_hf.distillation.weighting` re-exports it. Teachers are built with the Auto classes from their config
-dicts, so the ensemble imports no other model folder; the teacher model types must be registered (importing
+This file travels as Hub remote code, so it imports torch and transformers only; the weighting maths lives here
+and :mod:`mmkd_hf.distillation.weighting` re-exports it. The caller moves batches to the ensemble's device.
+Teachers are built with the Auto classes from their config dicts, so the ensemble imports no other model folder; the teacher model types must be registered (importing
 ``mmkd_hf`` registers this package's models).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +33,7 @@ DEFAULT_INPUT_KEY = "pixel_values"
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# Input routing (one place for the ensemble, the distillation trainer and the supervised trainer)
+# Input routing (the one router of the package: the ensemble, the trainers and the evaluation use it)
 # --------------------------------------------------------------------------------------------------------------------
 
 
@@ -120,64 +123,6 @@ def per_sample_weights(teacher_logits: torch.Tensor, labels: torch.Tensor, tempe
     return F.softmin(per_teacher_cross_entropy(teacher_logits, labels) / temperature, dim=1)
 
 
-def full_dataset_weights(mean_losses: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """``w = softmin(L̄ / τ_w)`` for per-teacher mean held-out losses ``L̄ [N]`` -> ``[N]``."""
-    if temperature <= 0:
-        raise ValueError(f"weights temperature must be > 0, given {temperature}")
-    if mean_losses.dim() != 1:
-        raise ValueError(f"mean losses must be [N], given shape {tuple(mean_losses.shape)}")
-    return F.softmin(mean_losses.float() / temperature, dim=0)
-
-
-class FullDatasetWeightAccumulator:
-    """Running per-teacher CE sums over a held-out split, for one head.
-
-    The sums start at **zero** (the original code started them at ``1/N``). Under several processes, each process
-    accumulates its shard and :meth:`reduce_across_processes` sums the sums and counts over processes.
-
-    Args:
-        num_teachers: ``N``.
-    """
-
-    def __init__(self, num_teachers: int):
-        if num_teachers < 1:
-            raise ValueError(f"need at least one teacher, given {num_teachers}")
-        self.num_teachers = num_teachers
-        self.loss_sum = torch.zeros(num_teachers, dtype=torch.float64)
-        self.count = 0
-        self._reduced = False
-
-    def update(self, teacher_logits: torch.Tensor, labels: torch.Tensor) -> None:
-        """Add the per-teacher CE of a batch: ``teacher_logits [B, N, C]``, ``labels [B]``."""
-        if teacher_logits.shape[1] != self.num_teachers:
-            raise ValueError(
-                f"expected {self.num_teachers} teachers on dim 1, given shape {tuple(teacher_logits.shape)}"
-            )
-        losses = per_teacher_cross_entropy(teacher_logits.detach(), labels)
-        self.loss_sum += losses.sum(dim=0).to("cpu", torch.float64)
-        self.count += int(losses.shape[0])
-
-    def reduce_across_processes(self, accelerator) -> "FullDatasetWeightAccumulator":
-        """Sum loss sums and counts over processes (``accelerator.reduce(..., reduction="sum")``); call once."""
-        if self._reduced:
-            raise RuntimeError("reduce_across_processes was already called on this accumulator")
-        packed = torch.cat([self.loss_sum, torch.tensor([float(self.count)], dtype=torch.float64)])
-        packed = accelerator.reduce(packed.to(accelerator.device), reduction="sum").to("cpu", torch.float64)
-        self.loss_sum = packed[:-1].clone()
-        self.count = int(round(float(packed[-1])))
-        self._reduced = True
-        return self
-
-    def mean_losses(self) -> torch.Tensor:
-        if self.count == 0:
-            raise ValueError("no held-out samples were accumulated: the held-out split is empty")
-        return (self.loss_sum / self.count).float()
-
-    def compute(self, temperature: float = 1.0) -> torch.Tensor:
-        """``softmin(mean loss / τ_w)`` -> ``[N]``."""
-        return full_dataset_weights(self.mean_losses(), temperature)
-
-
 def combine_teacher_logits(
     teacher_logits: torch.Tensor, weights: torch.Tensor, space: str = "logits"
 ) -> torch.Tensor:
@@ -241,25 +186,8 @@ def _teacher_config_from_dict(modality: str, config_dict: Mapping[str, Any]):
     return CONFIG_MAPPING[model_type].from_dict(config_dict)
 
 
-def _to_device(value: Any, device: torch.device) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.to(device)
-    if isinstance(value, Mapping):
-        return {key: _to_device(item, device) for key, item in value.items()}
-    return value
-
-
-@dataclass
-class HeldOutLogits:
-    """This process's share of a held-out split, as the teachers see it: per head, the stacked teacher logits
-    ``[B, N, C]`` (teacher order, float32, CPU) and the labels ``[B]``."""
-
-    logits: dict[str, torch.Tensor]
-    labels: dict[str, torch.Tensor]
-
-
 class MultimodalTeacherEnsemble(PreTrainedModel):
-    """Frozen per-modality teachers combined per head (spec §6.1-6.2).
+    """Frozen per-modality teachers combined per head (``TeacherEnsemble`` of the original ``distiller.py``).
 
     The teachers stay in eval mode with ``requires_grad=False`` whatever ``.train()`` is called with. The teacher
     weights are persistent buffers ``teacher_weights_<head>`` (``[N]``, teacher order = ``config.teachers`` order),
@@ -441,160 +369,6 @@ class MultimodalTeacherEnsemble(PreTrainedModel):
         logits, weights = self.combine(teacher_logits, labels)
         return EnsembleOutput(logits=logits, teacher_logits=teacher_logits, weights=weights)
 
-    # -- full-dataset weights ----------------------------------------------------------------------------------------
-
-    @torch.no_grad()
-    def collect_held_out_logits(self, dataloader: Iterable[Mapping[str, Any]], accelerator=None) -> "HeldOutLogits":
-        """Run every teacher once over this process's shard of a held-out split; keep the logits on the CPU.
-
-        The result feeds :meth:`fit_full_dataset_weights` and :meth:`fit_calibration` (``held_out=``), so fitting
-        both costs one pass over the data.
-
-        Args:
-            dataloader: batches of the held-out split (deterministic, un-augmented views), with ``labels``. With an
-                ``accelerator`` of several processes and a plain ``torch.utils.data.DataLoader``, each process
-                iterates a disjoint strided shard of its dataset (every sample counted once); any other iterable is
-                taken as already sharded per process.
-            accelerator: an ``accelerate.Accelerator`` or ``None`` (single process).
-
-        Raises:
-            ValueError: a batch without labels, or without a label for one of the heads.
-        """
-        self.train(False)
-        device = self.device
-        if accelerator is not None and accelerator.num_processes > 1:
-            dataloader = shard_dataloader(dataloader, accelerator.process_index, accelerator.num_processes)
-        num_teachers = len(self.config.teachers)
-        logits: dict[str, list[torch.Tensor]] = {head: [] for head in self.config.heads}
-        labels: dict[str, list[torch.Tensor]] = {head: [] for head in self.config.heads}
-        for batch in dataloader:
-            if batch.get("labels") is None:
-                raise ValueError("fitting on the held-out split needs labels in every held-out batch")
-            batch = _to_device(dict(batch), device)
-            batch_labels = batch.pop("labels")
-            teacher_logits = self.teacher_forward(batch)
-            for head in self.config.heads:
-                if head not in batch_labels:
-                    raise ValueError(f"held-out batch labels lack head {head!r}; given {list(batch_labels)}")
-                stacked = torch.stack([teacher_logits[m][head] for m in self.config.teachers], dim=1)
-                logits[head].append(stacked.float().cpu())
-                labels[head].append(batch_labels[head].cpu())
-        if not any(labels.values()):  # an empty shard (e.g. fewer held-out samples than processes)
-            return HeldOutLogits(logits={head: torch.empty(0, num_teachers, n) for head, n in self.config.heads.items()},
-                                 labels={head: torch.empty(0, dtype=torch.long) for head in self.config.heads})
-        return HeldOutLogits(logits={head: torch.cat(v) for head, v in logits.items()},
-                             labels={head: torch.cat(v) for head, v in labels.items()})
-
-    @torch.no_grad()
-    def fit_full_dataset_weights(
-        self, dataloader: Iterable[Mapping[str, Any]] | None = None, accelerator=None, set_weighting: bool = True,
-        held_out: "HeldOutLogits | None" = None,
-    ) -> dict[str, torch.Tensor]:
-        """Fit ``softmin(mean CE / τ_w)`` per head on a held-out split and store it in the weight buffers.
-
-        Args:
-            dataloader: batches of the held-out split, see :meth:`collect_held_out_logits` (sharding included).
-            accelerator: an ``accelerate.Accelerator`` or ``None`` (single process); the per-teacher sums are summed
-                across processes.
-            set_weighting: also set ``config.weighting = "full-dataset"``.
-            held_out: this process's teacher logits from :meth:`collect_held_out_logits`, instead of ``dataloader``.
-
-        Returns:
-            ``{head: [N] weights}`` (identical on every process).
-        """
-        if held_out is None:
-            held_out = self.collect_held_out_logits(dataloader, accelerator)
-        accumulators = {head: FullDatasetWeightAccumulator(len(self.config.teachers)) for head in self.config.heads}
-        for head, accumulator in accumulators.items():
-            accumulator.update(held_out.logits[head], held_out.labels[head])
-        if accelerator is not None and accelerator.num_processes > 1:
-            for accumulator in accumulators.values():
-                accumulator.reduce_across_processes(accelerator)
-        weights = {
-            head: accumulator.compute(self.config.weights_temperature) for head, accumulator in accumulators.items()
-        }
-        self.set_teacher_weights(weights)
-        if set_weighting:
-            self.config.weighting = "full-dataset"
-        return {head: value.clone() for head, value in self.teacher_weights().items()}
-
-    @torch.no_grad()
-    def fit_calibration(
-        self, dataloader: Iterable[Mapping[str, Any]] | None = None, accelerator=None,
-        held_out: "HeldOutLogits | None" = None,
-    ) -> dict[str, float]:
-        """Temperature-scale the combined logits per head on a held-out split (after the weights are set).
-
-        Combines the teachers' held-out logits with the current weighting (no calibration), gathers them across
-        processes, fits ``T_c`` per head minimising the NLL of ``softmax(logits / T_c)``
-        (:func:`mmkd_hf.evaluation.calibration.fit_temperature`) and stores them in
-        ``config.calibration_temperatures`` (saved with the config).
-
-        Args:
-            dataloader: batches of the held-out split, see :meth:`collect_held_out_logits` (sharding included).
-            accelerator: an ``accelerate.Accelerator`` or ``None`` (single process).
-            held_out: this process's teacher logits from :meth:`collect_held_out_logits`, instead of ``dataloader``.
-
-        Returns:
-            ``{head: T_c}``.
-        """
-        from ...evaluation.calibration import fit_temperature
-
-        if held_out is None:
-            held_out = self.collect_held_out_logits(dataloader, accelerator)
-        teacher_logits = {m: {head: held_out.logits[head][:, i] for head in self.config.heads}
-                          for i, m in enumerate(self.config.teachers)}
-        previous = self.config.calibration_temperatures
-        self.config.calibration_temperatures = {}
-        try:
-            combined, _ = self.combine(teacher_logits, held_out.labels)
-        finally:
-            self.config.calibration_temperatures = previous
-        temperatures = {}
-        for head in self.config.heads:
-            head_logits, head_labels = combined[head], held_out.labels[head]
-            if accelerator is not None and accelerator.num_processes > 1:
-                head_logits = gather_rows(accelerator, head_logits.to(accelerator.device)).cpu()
-                head_labels = gather_rows(accelerator, head_labels.to(accelerator.device)).cpu()
-            if head_logits.shape[0] == 0:
-                raise ValueError("ensemble calibration got no held-out samples: the held-out split is empty")
-            # log-probabilities (probs space) are fine: softmax is invariant to the per-row constant
-            temperatures[head] = fit_temperature(head_logits.numpy(), head_labels.numpy())
-        self.config.calibration_temperatures = temperatures
-        return dict(temperatures)
-
-def gather_rows(accelerator, tensor: torch.Tensor) -> torch.Tensor:
-    """Concatenate every process's ``tensor`` along dim 0, whatever each one's row count (shards of a split
-    differ by one when it does not divide evenly; ``accelerator.gather`` needs equal shapes)."""
-    count = torch.tensor([tensor.shape[0]], device=tensor.device)
-    counts = accelerator.gather(count).tolist()
-    padded = accelerator.pad_across_processes(tensor.contiguous(), dim=0)
-    gathered = accelerator.gather(padded)
-    width = padded.shape[0]
-    return torch.cat([gathered[i * width: i * width + int(n)] for i, n in enumerate(counts)])
-
-
-def shard_dataloader(dataloader, process_index: int, num_processes: int):
-    """A DataLoader over samples ``process_index, process_index + P, ...`` of a plain DataLoader's dataset.
-
-    Keeps batch size, collate function and workers. Returns ``dataloader`` unchanged when it is not a plain
-    ``torch.utils.data.DataLoader`` (e.g. already prepared by accelerate: then it is already sharded).
-    """
-    from torch.utils.data import DataLoader, Subset
-
-    if type(dataloader) is not DataLoader:
-        return dataloader
-    dataset = dataloader.dataset
-    indices = list(range(process_index, len(dataset), num_processes))
-    return DataLoader(
-        Subset(dataset, indices),
-        batch_size=dataloader.batch_size,
-        shuffle=False,
-        collate_fn=dataloader.collate_fn,
-        num_workers=dataloader.num_workers,
-    )
-
-
 def check_teacher_heads(modality: str, teacher_heads: Mapping[str, int] | None, student_heads: Mapping[str, int]) -> None:
     """Raise ``ValueError`` unless a teacher has exactly the student's heads with the same class counts."""
     teacher_heads = dict(teacher_heads or {})
@@ -618,16 +392,12 @@ def check_teacher_heads(modality: str, teacher_heads: Mapping[str, int] | None, 
 
 __all__ = [
     "EnsembleOutput",
-    "FullDatasetWeightAccumulator",
-    "HeldOutLogits",
     "MultimodalTeacherEnsemble",
     "check_teacher_heads",
     "combine_teacher_logits",
-    "full_dataset_weights",
     "model_input_key",
     "per_sample_weights",
     "per_teacher_cross_entropy",
     "select_model_inputs",
-    "shard_dataloader",
     "uniform_weights",
 ]

@@ -1,6 +1,6 @@
 """STLT layout teacher (Spatial-Temporal Layout Transformer) as a ``transformers`` model.
 
-Architecture (spec §3.4, the authors' ``src/modelling/hand_models.py``):
+Architecture (``STLT`` in ``src/modelling/hand_models.py`` of the authors' public code (github.com/gorjanradevski/multimodal-distillation)):
 
 1. **Box embeddings** (``STLTCategoryBoxEmbeddings``): category Embedding(3, pad 0) + box Linear(4)
    + score Linear(1) + side Embedding(3, pad 0) + state Embedding(6, pad 0), summed, then
@@ -29,6 +29,7 @@ Only relative imports inside this folder (it is shipped as ``trust_remote_code``
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -223,6 +224,46 @@ class STLTPreTrainedModel(PreTrainedModel):
             nn.init.zeros_(module.cls_token)
 
 
+# Copied from mmkd_hf.models.video_swin.modeling_video_swin.multi_head_cross_entropy
+def multi_head_cross_entropy(
+    logits: Mapping[str, torch.Tensor],
+    labels: Mapping[str, torch.Tensor] | torch.Tensor,
+    head_weights: Mapping[str, float] | None = None,
+) -> torch.Tensor:
+    """``(1/|A|) Σ_a w_a · CE(logits_a, labels_a)`` over the heads ``A`` of ``logits``.
+
+    Logits with a views dimension ``[B, V, C]`` are averaged over views first. ``labels``: ``{head: LongTensor[B]}``
+    (extra keys ignored), or one tensor when there is one head. ``head_weights`` defaults to 1 for every head.
+
+    Raises:
+        ValueError: a head without labels, one labels tensor for several heads, or labels of the wrong shape.
+    """
+    if not logits:
+        raise ValueError("logits dict is empty: the model has no heads")
+    if isinstance(labels, torch.Tensor):
+        if len(logits) != 1:
+            raise ValueError(
+                f"labels is a single tensor, which needs exactly one head; the logits have heads {list(logits)}: "
+                "pass a dict head -> LongTensor[B]"
+            )
+        labels = {next(iter(logits)): labels}
+    missing = [head for head in logits if head not in labels]
+    if missing:
+        raise ValueError(f"labels lack heads {missing}: expected every head {list(logits)}, given {list(labels)}")
+    losses = []
+    for head, head_logits in logits.items():
+        if head_logits.dim() == 3:
+            head_logits = head_logits.mean(dim=1)
+        target = labels[head]
+        if target.shape != head_logits.shape[:1]:
+            raise ValueError(
+                f"labels[{head!r}] must have shape [{head_logits.shape[0]}], got {tuple(target.shape)}"
+            )
+        weight = 1.0 if head_weights is None else float(head_weights.get(head, 1.0))
+        losses.append(weight * F.cross_entropy(head_logits, target.to(head_logits.device).long()))
+    return torch.stack(losses).mean()
+
+
 class STLTForVideoClassification(STLTPreTrainedModel):
     """STLT with one linear classifier per head of ``config.heads``.
 
@@ -327,28 +368,6 @@ class STLTForVideoClassification(STLTPreTrainedModel):
                     f"[{int(values.min())}, {int(values.max())}]"
                 )
 
-    def _loss(self, logits: dict[str, torch.Tensor], labels: dict[str, torch.Tensor] | torch.Tensor) -> torch.Tensor:
-        if isinstance(labels, torch.Tensor):
-            if len(self.config.heads) != 1:
-                raise ValueError(
-                    f"labels is a single tensor but the model has {len(self.config.heads)} heads "
-                    f"{list(self.config.heads)}; pass a dict head -> LongTensor[B]"
-                )
-            labels = {next(iter(self.config.heads)): labels}
-        losses = []
-        for head, head_logits in logits.items():
-            if head not in labels:
-                raise ValueError(f"labels has no entry for head {head!r}; given heads {list(labels)}")
-            if head_logits.dim() == 3:  # views: the loss is on the view-mean logits
-                head_logits = head_logits.mean(dim=1)
-            target = labels[head]
-            if target.shape != head_logits.shape[:1]:
-                raise ValueError(
-                    f"labels[{head!r}] must have shape ({head_logits.shape[0]},), got {tuple(target.shape)}"
-                )
-            losses.append(F.cross_entropy(head_logits, target.to(head_logits.device).long()))
-        return torch.stack(losses).mean()
-
     # ------------------------------------------------------------------ forward
     def get_layout_features(
         self,
@@ -407,7 +426,7 @@ class STLTForVideoClassification(STLTPreTrainedModel):
             layout_boxes, layout_categories, layout_scores, layout_sides, layout_states, layout_mask
         )
         logits = {head: classifier(features) for head, classifier in self.classifiers.items()}
-        loss = self._loss(logits, labels) if labels is not None else None
+        loss = multi_head_cross_entropy(logits, labels) if labels is not None else None
         output = STLTClassifierOutput(loss=loss, logits=logits)
         if return_dict is False:
             return output.to_tuple()

@@ -1,8 +1,9 @@
 """Configuration of the Video Swin Transformer (Liu et al., 2022) used as student and teachers.
 
-The defaults are Video Swin-T exactly as the original code builds it (spec section 3.1): patch (2, 4, 4),
-embed 96, depths (2, 2, 6, 2), heads (3, 6, 12, 24), window (8, 7, 7), drop-path 0.2, one ``action`` head
-of 174 classes (Something-Something v2).
+The defaults are Video Swin-T exactly as the original code builds it (``SwinModel`` in ``src/modelling/models.py``
+and ``src/modelling/swin.py`` of github.com/gorjanradevski/multimodal-distillation): patch (2, 4, 4), embed 96,
+depths (2, 2, 6, 2), heads (3, 6, 12, 24), window (8, 7, 7), drop-path 0.2, one ``action`` head of 174 classes
+(Something-Something v2).
 
 The same network serves three modalities (``modality``):
 
@@ -24,18 +25,19 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from transformers import PreTrainedConfig
+from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 MODALITIES = ("rgb", "flow", "audio")
 MODALITY_INPUT_KEYS = {"rgb": "pixel_values", "flow": "flow_values", "audio": "audio_values"}
 DEFAULT_NUM_CHANNELS = {"rgb": 3, "flow": 2, "audio": 1}
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGENET_MEAN = tuple(IMAGENET_DEFAULT_MEAN)
+IMAGENET_STD = tuple(IMAGENET_DEFAULT_STD)
 AUDIO_DB_MEAN = -28.1125
 AUDIO_DB_STD = 16.5627
 
 
 def default_normalization(modality: str, num_channels: int) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std the original code uses for a modality (spec section 2.1).
+    """Per-channel mean and std the original code uses for a modality (``src/utils/data_utils.py``).
 
     Args:
         modality: One of ``"rgb"``, ``"flow"``, ``"audio"``.

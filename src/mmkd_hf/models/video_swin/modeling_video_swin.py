@@ -1,6 +1,7 @@
 """Video Swin Transformer (Liu et al., "Video Swin Transformer", CVPR 2022) as a ``transformers`` model.
 
-The module tree and parameter names follow the original code (spec section 3.1), so the authors' checkpoints
+The module tree and parameter names follow the original code (``SwinModel`` in ``src/modelling/models.py``
+and ``src/modelling/swin.py`` of github.com/gorjanradevski/multimodal-distillation), so the authors' checkpoints
 load 1:1 into :class:`VideoSwinForVideoClassification`:
 
 ``backbone.patch_embed.{proj,norm}``, ``backbone.layers.<stage>.blocks.<block>.{norm1, attn.qkv, attn.proj,
@@ -17,6 +18,8 @@ can ship it for ``trust_remote_code=True``.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -424,7 +427,26 @@ class VideoSwinPreTrainedModel(PreTrainedModel):
             for auto_class in ("AutoModel", "AutoModelForVideoClassification"):
                 auto_map.setdefault(auto_class, class_path)
             self.config.auto_map = auto_map
-        return super().save_pretrained(save_directory, *args, **kwargs)
+        pipeline_code = None
+        if self.config.modality == "rgb":
+            # RGB folders are complete for `pipeline(model=folder)`: the multi-head pipeline and the video processor.
+            try:  # the pipeline code ships with the package; as remote code without it, the folder keeps its own
+                from mmkd_hf.models.multi_head_video_pipeline import copy_pipeline_code, remote_pipeline_declaration
+            except ImportError:
+                copy_pipeline_code = None
+            if copy_pipeline_code is not None:
+                self.config.custom_pipelines = {**(getattr(self.config, "custom_pipelines", None) or {}),
+                                                **remote_pipeline_declaration()}
+                pipeline_code = copy_pipeline_code
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        if self.config.modality == "rgb" and kwargs.get("is_main_process", True):
+            if pipeline_code is not None:
+                pipeline_code(save_directory)
+            if not os.path.isfile(os.path.join(save_directory, "video_preprocessor_config.json")):
+                from .video_processing_video_swin import VideoSwinVideoProcessor
+
+                VideoSwinVideoProcessor.from_model_config(self.config).save_pretrained(save_directory)
+        return result
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -553,6 +575,45 @@ class VideoSwinModel(VideoSwinPreTrainedModel):
         return BaseModelOutputWithPooling(last_hidden_state=x, pooler_output=pooled, hidden_states=hidden_states)
 
 
+def multi_head_cross_entropy(
+    logits: Mapping[str, torch.Tensor],
+    labels: Mapping[str, torch.Tensor] | torch.Tensor,
+    head_weights: Mapping[str, float] | None = None,
+) -> torch.Tensor:
+    """``(1/|A|) Σ_a w_a · CE(logits_a, labels_a)`` over the heads ``A`` of ``logits``.
+
+    Logits with a views dimension ``[B, V, C]`` are averaged over views first. ``labels``: ``{head: LongTensor[B]}``
+    (extra keys ignored), or one tensor when there is one head. ``head_weights`` defaults to 1 for every head.
+
+    Raises:
+        ValueError: a head without labels, one labels tensor for several heads, or labels of the wrong shape.
+    """
+    if not logits:
+        raise ValueError("logits dict is empty: the model has no heads")
+    if isinstance(labels, torch.Tensor):
+        if len(logits) != 1:
+            raise ValueError(
+                f"labels is a single tensor, which needs exactly one head; the logits have heads {list(logits)}: "
+                "pass a dict head -> LongTensor[B]"
+            )
+        labels = {next(iter(logits)): labels}
+    missing = [head for head in logits if head not in labels]
+    if missing:
+        raise ValueError(f"labels lack heads {missing}: expected every head {list(logits)}, given {list(labels)}")
+    losses = []
+    for head, head_logits in logits.items():
+        if head_logits.dim() == 3:
+            head_logits = head_logits.mean(dim=1)
+        target = labels[head]
+        if target.shape != head_logits.shape[:1]:
+            raise ValueError(
+                f"labels[{head!r}] must have shape [{head_logits.shape[0]}], got {tuple(target.shape)}"
+            )
+        weight = 1.0 if head_weights is None else float(head_weights.get(head, 1.0))
+        losses.append(weight * F.cross_entropy(head_logits, target.to(head_logits.device).long()))
+    return torch.stack(losses).mean()
+
+
 class VideoSwinForVideoClassification(VideoSwinPreTrainedModel):
     """Video Swin backbone + one linear head per entry of ``config.heads`` (the original ``SwinModel``)."""
 
@@ -579,37 +640,6 @@ class VideoSwinForVideoClassification(VideoSwinPreTrainedModel):
                 f"`{self.config.input_key}` (or `pixel_values`), got neither."
             )
         return values
-
-    def _labels_per_head(self, labels) -> dict[str, torch.Tensor]:
-        if isinstance(labels, torch.Tensor):
-            if len(self.config.heads) != 1:
-                raise ValueError(
-                    f"VideoSwinForVideoClassification: a single labels tensor needs exactly one head, the model "
-                    f"has heads {list(self.config.heads)}; pass a dict head -> LongTensor[B]."
-                )
-            return {next(iter(self.config.heads)): labels}
-        missing = [name for name in self.config.heads if name not in labels]
-        if missing:
-            raise ValueError(
-                f"VideoSwinForVideoClassification: labels lack heads {missing}; expected keys "
-                f"{list(self.config.heads)}, got {list(labels)}."
-            )
-        return {name: labels[name] for name in self.config.heads}
-
-    def compute_loss(self, logits: dict[str, torch.Tensor], labels) -> torch.Tensor:
-        """Mean over heads of the cross-entropy of the view-averaged logits."""
-        losses = []
-        for name, targets in self._labels_per_head(labels).items():
-            head_logits = logits[name]
-            if head_logits.ndim == 3:
-                head_logits = head_logits.mean(dim=1)
-            if targets.shape != head_logits.shape[:1]:
-                raise ValueError(
-                    f"VideoSwinForVideoClassification: labels[{name!r}] must have shape "
-                    f"[{head_logits.shape[0]}], got {tuple(targets.shape)}."
-                )
-            losses.append(F.cross_entropy(head_logits, targets.to(head_logits.device).long()))
-        return torch.stack(losses).mean()
 
     def forward(
         self,
@@ -644,7 +674,7 @@ class VideoSwinForVideoClassification(VideoSwinPreTrainedModel):
             b, v = values.shape[:2]
             logits = {name: value.view(b, v, -1) for name, value in logits.items()}
             pooled = pooled.view(b, v, -1)
-        loss = self.compute_loss(logits, labels) if labels is not None else None
+        loss = multi_head_cross_entropy(logits, labels) if labels is not None else None
         if not return_dict:
             output = (logits, pooled, outputs.hidden_states)
             output = tuple(value for value in output if value is not None)
@@ -656,6 +686,7 @@ class VideoSwinForVideoClassification(VideoSwinPreTrainedModel):
 
 __all__ = [
     "VideoSwinClassifierOutput",
+    "multi_head_cross_entropy",
     "VideoSwinForVideoClassification",
     "VideoSwinModel",
     "VideoSwinPreTrainedModel",

@@ -34,8 +34,8 @@ from transformers.processing_utils import Unpack, VideosKwargs
 from transformers.video_processing_utils import BaseVideoProcessor
 from transformers.video_utils import VideoMetadata
 
-IMAGENET_MEAN = [0.485, 0.456, 0.406]
-IMAGENET_STD = [0.229, 0.224, 0.225]
+from .configuration_video_swin import IMAGENET_MEAN, IMAGENET_STD
+
 MAX_DECODED_FRAMES = 20_000  # refuse absurdly long inputs instead of exhausting memory
 
 
@@ -93,7 +93,10 @@ def read_video_pyav(path: str | os.PathLike, indices_fn=None) -> tuple[np.ndarra
     Raises:
         ValueError: the file cannot be opened, has no video stream, or has no decodable frame.
     """
-    import av
+    try:
+        import av
+    except ImportError as err:  # optional: only decoding a video file needs PyAV
+        raise ImportError("decoding a video file needs PyAV (pip install av)") from err
 
     path = os.fspath(path)
     try:
@@ -164,8 +167,8 @@ class VideoSwinVideoProcessor(BaseVideoProcessor):
     """
 
     resample = PILImageResampling.BILINEAR
-    image_mean = IMAGENET_MEAN  # documentation only: do_normalize is False, the model normalises
-    image_std = IMAGENET_STD
+    image_mean = list(IMAGENET_MEAN)  # documentation only: do_normalize is False, the model normalises
+    image_std = list(IMAGENET_STD)
     size = {"shortest_edge": 224}
     default_to_square = False
     crop_size = {"height": 224, "width": 224}

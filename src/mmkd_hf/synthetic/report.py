@@ -2,7 +2,7 @@
 
 Trains one tiny model per modality on the train split, evaluates on validation and prints verb / noun /
 action top-1 per modality and for ensembles (mean of log-softmax scores). The claims the dataset must
-support (issue 3): no single modality above 90 % action top-1; RGB-only at least 10 points below the
+support: no single modality above 90 % action top-1; RGB-only at least 10 points below the
 ensemble of the best modalities. The result is written to ``DIR/report.json`` (and
 ``DIR/report_<backend>.json``).
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import itertools
 import math
+import tempfile
 import time
 import wave
 from dataclasses import dataclass
@@ -34,17 +35,17 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torchaudio
 
-from mmkd_hf.data.builders.mini_kitchens import (
-    NOUNS,
-    VERBS,
-    MiniKitchensConfig,
-    decode_flow_component,
-    detections_message_class,
-    load_detections_pickle,
-    read_marker,
-)
+from mmkd_hf.data import AudioConfig, MultimodalCollator, load_dataset
+from mmkd_hf.data.detections import Detections, load_detection_list
+from mmkd_hf.data.flow import decode_flow_component
+from mmkd_hf.distillation.presets import get_preset, stlt_config_kwargs, video_swin_config_kwargs
+from mmkd_hf.models import STLTConfig, STLTForVideoClassification, VideoSwinConfig, VideoSwinForVideoClassification
 from mmkd_hf.utils import atomic_write_json
+
+from .scene import NOUNS, VERBS, MiniKitchensConfig
+from .writer import read_marker
 
 MODALITIES = ("rgb", "flow", "audio", "layout")
 NUM_FRAMES = 16  # frames loaded per segment; models see 8 of them (stride 2, random phase in training)
@@ -88,8 +89,6 @@ def _read_wav(path: Path) -> tuple[np.ndarray, int]:
 
 
 def _log_mel(x: np.ndarray, sr: int, bins: int = 48) -> np.ndarray:
-    import torchaudio
-
     mel = torchaudio.transforms.MelSpectrogram(sample_rate=sr, n_fft=512, win_length=400, hop_length=160, n_mels=64)
     spec = mel(torch.from_numpy(x)[None])  # [1, 64, W]
     spec = 10.0 * torch.log10(spec.clamp_min(1e-10))
@@ -121,7 +120,6 @@ def load_split(root: Path, split: str) -> SplitData:
     """Read the 16 uniformly spaced RGB / flow frames, the audio and the detections of every segment."""
     rows = _read_rows(root / f"EPIC_100_{split}.csv")
     fps = {r["video_id"]: float(r["fps"]) for r in _read_rows(root / "EPIC_100_video_info.csv")}
-    det_cls = detections_message_class()
     bound = float(((read_marker(root) or {}).get("config") or {}).get("flow_bound", MiniKitchensConfig.flow_bound))
     wav_cache: dict[str, tuple[np.ndarray, int]] = {}
     det_cache: dict[str, list[bytes]] = {}
@@ -143,8 +141,8 @@ def load_split(root: Path, split: str) -> SplitData:
         b = int(int(r["stop_frame"]) / fps[vid] * sr)
         audio.append(_log_mel(wav[a:b], sr)[None])
         if vid not in det_cache:
-            det_cache[vid] = load_detections_pickle(root / pid / "hand-objects" / f"{vid}.pkl")
-        layout.append(np.stack([_layout_features(det_cls.FromString(det_cache[vid][i - 1])) for i in idx]))
+            det_cache[vid] = load_detection_list(root / pid / "hand-objects" / f"{vid}.pkl")
+        layout.append(np.stack([_layout_features(Detections.FromString(det_cache[vid][i - 1])) for i in idx]))
     return SplitData(
         inputs={
             "rgb": torch.from_numpy(np.stack(rgb)),
@@ -289,9 +287,6 @@ _INPUT_KEYS = {"rgb": ("pixel_values",), "flow": ("flow_values",), "audio": ("au
 
 
 def _package_dataset(root: Path, split: str, modality: str, cache_dir: Path, train: bool, seed: int):
-    from mmkd_hf.data import AudioConfig, load_dataset
-    from mmkd_hf.distillation.presets import get_preset
-
     preset = get_preset(PACKAGE_PRESET)
     return load_dataset(
         "epic-kitchens-100", root, split, [modality], cache_dir, num_frames=preset.num_frames, train=train,
@@ -303,9 +298,6 @@ def _package_dataset(root: Path, split: str, modality: str, cache_dir: Path, tra
 def _package_model(modality: str, heads: dict[str, int]) -> nn.Module:
     """The main job's network for ``modality``: the RGB student (student preset), the flow / audio teachers
     (teacher preset) or the STLT layout teacher."""
-    from mmkd_hf.distillation.presets import get_preset, stlt_config_kwargs, video_swin_config_kwargs
-    from mmkd_hf.models import STLTConfig, STLTForVideoClassification, VideoSwinConfig, VideoSwinForVideoClassification
-
     preset = get_preset(PACKAGE_PRESET)
     if modality == "layout":
         return STLTForVideoClassification(STLTConfig(**stlt_config_kwargs(preset, heads)))
@@ -321,8 +313,6 @@ def train_package(
     weight decay 0.02, 10 % warm-up then linear decay, batch 16) on ``train_fraction`` of the train split (the
     pipeline holds 20 % out for the ensemble weights). Returns validation logits, verb / noun labels and the
     validation segment ids."""
-    from mmkd_hf.data import MultimodalCollator
-
     torch.manual_seed(seed)
     heads = {"verb": len(VERBS), "noun": len(NOUNS)}
     model = _package_model(modality, heads)
@@ -403,8 +393,6 @@ def run_report(
             results[m] = accuracies(per_mod[m], val.verb, val.noun)
             print_fn(f"  {m}: {results[m]}")
     else:
-        import tempfile
-
         epochs = PACKAGE_EPOCHS if epochs is None else epochs
         train_participants = sorted({r["participant_id"] for r in _read_rows(root / "EPIC_100_train.csv")})
         n_train = len(_read_rows(root / "EPIC_100_train.csv"))

@@ -1,12 +1,12 @@
-"""``pipeline("video-classification")`` for multi-head models (verb / noun / action).
+"""The multi-head video-classification pipeline (verb / noun / action), task ``"mmkd-video-classification"``.
 
 The stock ``VideoClassificationPipeline`` calls ``logits.softmax`` on a tensor; the models of this package
 return ``logits`` as a dict head -> ``[B, C]`` (or ``[B, V, C]`` with views). The subclass below delegates
 to the stock pipeline for tensor logits and, for dict logits, returns **one ranked list per head**::
 
-    >>> import mmkd_hf  # registers the pipeline for "video-classification"
+    >>> import mmkd_hf  # registers the custom task "mmkd-video-classification" (stock tasks are untouched)
     >>> from transformers import pipeline
-    >>> classify = pipeline("video-classification", model="<user>/mmkd-student")
+    >>> classify = pipeline("mmkd-video-classification", model="<user>/mmkd-student")
     >>> classify("clip.mp4", top_k=3, num_clips=2, num_crops=3)
     {"verb": [{"label": "take", "score": 0.61}, ...],
      "noun": [{"label": "cup", "score": 0.40}, ...],
@@ -17,12 +17,15 @@ when ``num_clips * num_crops > 1``. For models with ``verb`` and ``noun`` heads 
 the ``action`` list ranks verb x noun pairs by the product of their probabilities (the EPIC-KITCHENS
 convention of ``compute_action_scores``).
 
-Remote code: this file imports only ``transformers``/``torch``, so :func:`add_remote_pipeline` can copy it
-into a saved model folder and declare it in ``config.custom_pipelines`` under the task name
-``"mmkd-video-classification"`` (not ``"video-classification"``: ``transformers`` would then demand
-``trust_remote_code=True`` even from users who imported this package). Without the package installed::
+Remote code: this file imports only ``transformers``/``torch``/stdlib. Every saved RGB Video Swin folder
+carries a copy of it (``pipeline_mmkd_video.py``) declared in ``config.custom_pipelines`` as its single custom
+pipeline, so without this package ``transformers`` infers the task::
 
-    >>> classify = pipeline(model="<user>/mmkd-student", trust_remote_code=True)  # task inferred
+    >>> classify = pipeline(model="<user>/mmkd-student", trust_remote_code=True)
+
+The folder declares the pipeline under its own key (``REMOTE_TASK``, not ``TASK``): a key equal to the task
+registered by this package would make ``transformers`` demand ``trust_remote_code=True`` even from users
+who imported the package.
 """
 
 from __future__ import annotations
@@ -37,9 +40,11 @@ import torch
 from transformers import AutoModelForVideoClassification
 from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.pipelines.video_classification import VideoClassificationPipeline
-from transformers.utils import logging
 
-REMOTE_TASK = "mmkd-video-classification"
+#: The task this package registers with ``transformers`` on import.
+TASK = "mmkd-video-classification"
+#: The key under which saved folders declare their copy of this pipeline (see the module docstring).
+REMOTE_TASK = "multi-head-video-classification"
 REMOTE_PIPELINE_FILE = "pipeline_mmkd_video.py"
 HEAD_ORDER = ("verb", "noun", "action")
 
@@ -138,35 +143,42 @@ class MultiHeadVideoClassificationPipeline(VideoClassificationPipeline):
 
 
 def register_pipeline() -> None:
-    """Makes ``pipeline("video-classification")`` use :class:`MultiHeadVideoClassificationPipeline`.
-
-    Keeps the stock task's default model and type, so other video models behave exactly as before
-    (the subclass delegates to the stock pipeline for tensor logits). Idempotent.
-    """
-    current = PIPELINE_REGISTRY.supported_tasks.get("video-classification", {})
+    """Registers the custom task ``"mmkd-video-classification"`` (no stock task changes). Idempotent."""
+    current = PIPELINE_REGISTRY.supported_tasks.get(TASK, {})
     if current.get("impl") is MultiHeadVideoClassificationPipeline:
         return
-    base_logger = logging.get_logger("transformers.pipelines.base")
-    level = base_logger.level
-    base_logger.setLevel(logging.ERROR)  # "already registered. Overwriting" is the intent here
-    try:
-        PIPELINE_REGISTRY.register_pipeline(
-            "video-classification",
-            pipeline_class=MultiHeadVideoClassificationPipeline,
-            pt_model=AutoModelForVideoClassification,
-            default=current.get("default"),
-            type=current.get("type", "video"),
-        )
-    finally:
-        base_logger.setLevel(level)
+    PIPELINE_REGISTRY.register_pipeline(
+        TASK,
+        pipeline_class=MultiHeadVideoClassificationPipeline,
+        pt_model=AutoModelForVideoClassification,
+        type="video",
+    )
+
+
+def remote_pipeline_declaration() -> dict[str, dict[str, Any]]:
+    """The ``config.custom_pipelines`` entry naming the copy of this file saved beside a model."""
+    return {
+        REMOTE_TASK: {
+            "impl": f"{Path(REMOTE_PIPELINE_FILE).stem}.{MultiHeadVideoClassificationPipeline.__name__}",
+            "pt": ["AutoModelForVideoClassification"],
+            "type": "video",
+        }
+    }
+
+
+def copy_pipeline_code(model_dir: str | os.PathLike) -> Path:
+    """Writes this file into ``model_dir`` as ``pipeline_mmkd_video.py``; returns its path."""
+    target = Path(model_dir) / REMOTE_PIPELINE_FILE
+    _atomic_write(target, Path(inspect.getsourcefile(MultiHeadVideoClassificationPipeline)).read_text(encoding="utf-8"))
+    return target
 
 
 def add_remote_pipeline(model_dir: str | os.PathLike) -> Path:
-    """Ships this pipeline with a saved model for ``trust_remote_code=True`` users.
+    """Ships this pipeline with an already saved model folder, for ``trust_remote_code=True`` users.
 
     Copies this file into ``model_dir`` as ``pipeline_mmkd_video.py`` and declares it in ``config.json``
-    under ``custom_pipelines["mmkd-video-classification"]``, so
-    ``pipeline(model=folder_or_repo_id, trust_remote_code=True)`` picks it without this package.
+    under ``custom_pipelines``, so ``pipeline(model=folder_or_repo_id, trust_remote_code=True)`` picks it
+    without this package. (Models of this package do this themselves in ``save_pretrained``.)
 
     Args:
         model_dir: A ``save_pretrained`` folder (must hold ``config.json``).
@@ -181,14 +193,9 @@ def add_remote_pipeline(model_dir: str | os.PathLike) -> Path:
     config_path = model_dir / "config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"add_remote_pipeline: {model_dir} has no config.json (not a save_pretrained folder)")
-    target = model_dir / REMOTE_PIPELINE_FILE
-    _atomic_write(target, Path(inspect.getsourcefile(MultiHeadVideoClassificationPipeline)).read_text(encoding="utf-8"))
+    target = copy_pipeline_code(model_dir)
     config = json.loads(config_path.read_text(encoding="utf-8"))
-    config.setdefault("custom_pipelines", {})[REMOTE_TASK] = {
-        "impl": f"{Path(REMOTE_PIPELINE_FILE).stem}.{MultiHeadVideoClassificationPipeline.__name__}",
-        "pt": ["AutoModelForVideoClassification"],
-        "type": "video",
-    }
+    config.setdefault("custom_pipelines", {}).update(remote_pipeline_declaration())
     _atomic_write(config_path, json.dumps(config, indent=2, sort_keys=True) + "\n")
     return target
 
@@ -200,4 +207,13 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-__all__ = ["MultiHeadVideoClassificationPipeline", "add_remote_pipeline", "register_pipeline"]
+__all__ = [
+    "REMOTE_PIPELINE_FILE",
+    "REMOTE_TASK",
+    "TASK",
+    "MultiHeadVideoClassificationPipeline",
+    "add_remote_pipeline",
+    "copy_pipeline_code",
+    "register_pipeline",
+    "remote_pipeline_declaration",
+]

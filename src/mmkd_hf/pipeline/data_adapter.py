@@ -1,0 +1,175 @@
+"""The run's data, over ``mmkd_hf.data``: datasets per split and modalities, heads, per-item seeding.
+
+The resolved data settings (:class:`~mmkd_hf.data.RunSettings`) are made here once from the configuration; the
+pipeline loads every dataset through them and saves them into the run folder, where the Space, ``mmkd-hf push`` and
+``mmkd-hf evaluate`` read them back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+
+from ..data import AudioConfig, MultimodalCollator, RunSettings, load_dataset
+from ..synthetic import MINI_KITCHENS_SCALES, ensure_mini_kitchens
+from .arguments import PipelineConfig
+from .runtime import isolated_rng
+
+
+def find_transforms(dataset) -> list[Any]:
+    """The ``MultimodalTransform``s behind a dataset of ``mmkd_hf.data`` wrapped in ``Subset`` / pipeline wrappers."""
+    found, stack = [], [dataset]
+    while stack:
+        current = stack.pop()
+        if current is None:
+            continue
+        transform = getattr(current, "mmkd_transform", None)
+        if transform is not None:
+            found.append(transform)
+            continue
+        stack.append(getattr(current, "dataset", None))
+        stack.extend(getattr(current, "datasets", {}).values() if isinstance(getattr(current, "datasets", None), dict)
+                     else getattr(current, "datasets", None) or [])
+    return found
+
+
+class EpochSeededDataset(torch.utils.data.Dataset):
+    """Wrap a dataset so that item ``i`` of epoch ``e`` is drawn with its own RNG seed derived from (seed, e, i).
+
+    The Trainer's data order is seeded too, so with this wrapper a run is reproducible sample by sample, and a
+    run resumed mid-epoch sees exactly the batches (and augmentations) of the uninterrupted run.
+    """
+
+    def __init__(self, dataset, seed: int):
+        self.dataset = dataset
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def item_seed(self, index: int) -> int:
+        return int(np.random.SeedSequence([self.seed, self.epoch, int(index)]).generate_state(1)[0])
+
+    def __getitem__(self, index: int):
+        for transform in find_transforms(self.dataset):
+            if hasattr(transform, "reset_draw_counter"):
+                # mmkd_hf.data's train RNG also counts accesses; reset it so an item's draw depends on
+                # (seed, epoch, index) only (the torch seed set below), as a resumed run needs.
+                transform.reset_draw_counter()
+        with isolated_rng(self.item_seed(index)):
+            return self.dataset[index]
+
+    def __getitems__(self, indices: list[int]) -> list:
+        """A whole batch at once (what a ``DataLoader`` asks for): through the wrapped dataset's own
+        ``__getitems__`` when it is one ``mmkd_hf.data`` dataset, so its frames are written straight into one batch
+        buffer (no copy in the collator), each row still drawn with its own (seed, epoch, index) seed; the items
+        equal ``[self[i] for i in indices]``. Other datasets (e.g. ``OmnivoreDataset``) are fetched item by item."""
+        getitems = getattr(self.dataset, "__getitems__", None)
+        transforms = find_transforms(self.dataset)
+        if getitems is None or len(transforms) != 1 or not hasattr(transforms[0], "seeded_rows"):
+            return [self[i] for i in indices]
+        with transforms[0].seeded_rows([self.item_seed(i) for i in indices]):
+            return getitems(list(indices))
+
+
+def dataset_load_kwargs(config: PipelineConfig) -> dict[str, Any]:
+    """The keyword arguments of ``mmkd_hf.data.load_dataset`` a run uses (besides name, folder, split, modalities and
+    train mode), JSON-ready: the spectrogram is resized to the frame size, so one network can take it as frames."""
+    audio = AudioConfig(**{**dict(config.model_preset.audio), "output_size": (config.size, config.size)})
+    return {
+        "num_frames": config.frames,
+        "crop_size": config.size,
+        "sampler": config.frame_sampler,
+        "stride": config.frame_stride,
+        "audio": dataclasses.asdict(audio),
+        "seed": config.seed,
+        "frames_dtype": config.frames_dtype,
+    }
+
+
+def heads_from_features(features) -> tuple[dict[str, int], dict[str, list[str]]]:
+    """``({head: num_classes}, {head: class names})`` from a dataset's ``ClassLabel`` columns: ``verb_class`` and
+    ``noun_class`` give the EPIC heads ``verb``/``noun``; a single ``label``/``action_class`` gives ``action``."""
+    heads: dict[str, int] = {}
+    labels: dict[str, list[str]] = {}
+    for name, feature in features.items():
+        if not isinstance(feature, datasets.ClassLabel):
+            continue
+        head = name[: -len("_class")] if name.endswith("_class") else ("action" if name == "label" else name)
+        heads[head] = int(feature.num_classes)
+        labels[head] = list(feature.names)
+    if not heads:
+        raise ValueError(f"the dataset has no ClassLabel column to derive the heads from; features: {list(features)}")
+    return heads, labels
+
+
+class PipelineData:
+    """Datasets of one run: train (augmented), train without augmentation (weight fitting), validation; plus the
+    dataset's heads and class names. ``settings`` (a :class:`~mmkd_hf.data.RunSettings`) is how they are loaded."""
+
+    def __init__(self, config: PipelineConfig):
+        self.config = config
+        self.data_dir = config.resolved_data_dir
+        self.settings = RunSettings(dataset=config.dataset, data_dir=str(self.data_dir),
+                                    load_kwargs=dataset_load_kwargs(config))
+        self._cache: dict[tuple, Any] = {}
+        self.heads, self.head_labels = heads_from_features(self._load("train", ("rgb",), False).features)
+        self.settings.heads, self.settings.head_labels = dict(self.heads), dict(self.head_labels)
+
+    def _load(self, split: str, modalities: Sequence[str], train: bool):
+        return self.settings.load_dataset(split, modalities=tuple(modalities), train=train)
+
+    def dataset(self, split: str, modalities: Sequence[str], train: bool):
+        """The ``split`` dataset with the given modalities (augmented when ``train``), cut to max_*_samples."""
+        key = (split, tuple(sorted(modalities)), bool(train))
+        if key not in self._cache:
+            dataset = self._load(split, sorted(modalities), train)
+            limit = self.config.max_train_samples if split == "train" else self.config.max_eval_samples
+            if limit is not None and limit < len(dataset):
+                dataset = torch.utils.data.Subset(dataset, range(limit))
+            self._cache[key] = dataset
+        return self._cache[key]
+
+    def collator(self) -> MultimodalCollator:
+        return MultimodalCollator()
+
+    def train_ids(self) -> list[str]:
+        """Segment ids of the (possibly ``--max-train-samples``-cut) training split, in dataset order."""
+        metadata = load_dataset(self.config.dataset, data_dir=str(self.data_dir), split="train", decode=False)
+        if "segment_id" not in metadata.column_names:
+            raise ValueError(f"the training split of {self.config.dataset} has no segment_id column")
+        ids = [str(i) for i in metadata["segment_id"]]
+        limit = self.config.max_train_samples
+        return ids[:limit] if limit is not None else ids
+
+
+def prepare_dataset(config: PipelineConfig) -> None:
+    """Generate the embedded mini-kitchens dataset when it is missing (the real datasets must exist)."""
+    root = config.resolved_data_dir
+    if config.dataset != "mini-kitchens":
+        if not root.exists():
+            raise FileNotFoundError(f"--data-dir {root} does not exist (dataset {config.dataset})")
+        return
+    ensure_mini_kitchens(root, seed=0, **MINI_KITCHENS_SCALES[config.mini_kitchens_scale])
+
+
+__all__ = [
+    "EpochSeededDataset",
+    "MINI_KITCHENS_SCALES",
+    "PipelineData",
+    "dataset_load_kwargs",
+    "find_transforms",
+    "heads_from_features",
+    "prepare_dataset",
+]

@@ -1,0 +1,100 @@
+"""The entry point of ``train.py`` / ``mmkd-hf train``: parse the options, prepare the data, run the stages."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from .arguments import PipelineConfig, parse_config
+from .data_adapter import PipelineData, prepare_dataset
+from .run_folder import RunConflictError, RunFolder, load_or_make_held_out_split
+from .runtime import SimulatedInterruption, StepBudget, banner, barrier, configure_cpu_processes, info, process_state
+from .stages import Runner
+
+RESUME_EXIT_CODE = 75  # EX_TEMPFAIL: the run stopped early on purpose (--stop-after-steps) and can be resumed
+#: The stages each ``--stage`` runs, in order.
+STAGE_PLAN = {
+    "all": ("teachers", "weights", "distill", "baselines", "evaluate"),
+    "teachers": ("teachers",),
+    "weights": ("weights",),
+    "distill": ("distill",),
+    "baselines": ("baselines",),
+    "evaluate": ("evaluate",),
+}
+
+
+def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
+    """Run the stages selected by ``config.stage``; returns the evaluation results (empty without ``evaluate``)."""
+    configure_cpu_processes()
+    state = process_state()
+    folder = RunFolder(config.run_dir)
+    if config.overwrite and state.is_main_process and folder.path.exists():
+        shutil.rmtree(folder.path)
+    barrier()
+    folder.check_identity(config)  # every process raises the same error
+    barrier()
+    if state.is_main_process:
+        folder.path.mkdir(parents=True, exist_ok=True)
+        folder.write_identity(config)
+    banner(f"run {folder.path} · dataset {config.dataset} · preset {config.preset_name} · "
+           f"teachers {','.join(config.teacher_list)} · {state.num_processes} process(es)")
+
+    started = time.time()
+    with state.main_process_first():
+        prepare_dataset(config)
+    if state.is_main_process and not folder.is_done("dataset"):
+        folder.add_timing("dataset", time.time() - started)
+        folder.mark_done("dataset")
+    barrier()
+
+    data = PipelineData(config)
+    if state.is_main_process:  # the resolved data settings, for everything that later reads this run's data
+        data.settings.save(folder.path)
+    barrier()
+    runner = Runner(config=config, folder=folder, data=data,
+                    stop_budget=StepBudget(config.stop_after_steps) if config.stop_after_steps else None)
+    stages = STAGE_PLAN[config.stage]
+    if any(s in stages for s in ("teachers", "weights")):
+        runner.held_out = load_or_make_held_out_split(folder, config, data.train_ids())
+    results: dict[str, Any] = {}
+    for stage in stages:
+        if stage == "teachers":
+            for modality in config.teacher_list:
+                runner.run_teacher(modality)
+        elif stage == "weights":
+            runner.run_ensemble()
+        elif stage == "distill":
+            runner.run_student()
+        elif stage == "baselines":
+            runner.run_baseline_rgb()
+            runner.run_omnivore()
+        elif stage == "evaluate":
+            results = runner.run_evaluate()
+    if state.is_main_process and "evaluate" in stages:
+        info(f"results: {folder.path / 'results.json'} and {folder.path / 'results.md'}")
+        print((folder.path / "results.md").read_text(encoding="utf-8"), flush=True)
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``train.py`` / ``mmkd-hf train``; returns the exit code."""
+    try:
+        config = parse_config(argv)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"train.py: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        run_pipeline(config)
+    except SimulatedInterruption as exc:
+        print(f"train.py: {exc}; continue with --resume", file=sys.stderr)
+        return RESUME_EXIT_CODE
+    except RunConflictError as exc:
+        print(f"train.py: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+__all__ = ["RESUME_EXIT_CODE", "STAGE_PLAN", "main", "run_pipeline"]

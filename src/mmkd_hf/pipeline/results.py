@@ -1,0 +1,81 @@
+"""Validation metrics of the run's models and the run's ``results.json`` / ``results.md``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from ..evaluation.run import evaluate_model
+from ..utils import atomic_write_json, atomic_write_text, to_jsonable
+from .arguments import PipelineConfig
+from .run_folder import RunFolder
+from .runtime import process_state
+
+
+def evaluate(model: nn.Module, dataset, collator, config: PipelineConfig, unit: str,
+             output_dir: Path | None) -> dict[str, Any]:
+    """Validation metrics of one model (``mmkd_hf.evaluation.run.evaluate_model``): per head top-1/top-5 and ECE
+    (15 bins), EPIC action accuracy for verb+noun heads; gathered across processes with ``gather_for_metrics``."""
+    result = evaluate_model(model, dataset, collator=collator, batch_size=config.eval_batch_size,
+                            num_workers=config.num_workers, desc=f"evaluate {unit}", num_bins=15,
+                            output_dir=output_dir, progress=True)
+    return to_jsonable(result)
+
+
+def write_results(folder: RunFolder, config: PipelineConfig, results: Mapping[str, Any], heads) -> dict[str, Any]:
+    """Write ``results.json`` and ``results.md`` of the run."""
+    timings = folder.read_timings()
+    payload = {
+        "run": {"name": config.resolved_run_name, "dataset": config.dataset, "seed": config.seed,
+                "preset": config.preset_name, "config_hash": config.identity_hash(),
+                "num_processes": process_state().num_processes},
+        "config": config.to_dict(),
+        "timings_s": {**timings, "total": round(sum(timings.values()), 3)},
+        "models": dict(results),
+    }
+    atomic_write_json(folder.path / "results.json", payload)
+    atomic_write_text(folder.path / "results.md", results_markdown(payload, list(heads)))
+    return payload
+
+
+def results_markdown(payload: Mapping[str, Any], heads: Sequence[str]) -> str:
+    """A Markdown table of every model's metrics, then the timings."""
+    run = payload["run"]
+    lines = [f"# Results: {run['name']}", "",
+             f"dataset {run['dataset']} · preset {run['preset']} · seed {run['seed']} · "
+             f"{run['num_processes']} process(es) · config {run['config_hash'][:12]}", ""]
+    head_cols = []
+    for head in heads:
+        head_cols += [f"{head} top-1", f"{head} top-5", f"{head} ECE"]
+    has_action = any(_metric(r, "action", "top1") is not None for r in payload["models"].values())
+    cols = ["model", "inputs"] + (["action top-1"] if has_action else []) + head_cols
+    lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for name, result in payload["models"].items():
+        row = [name, "+".join(result.get("modalities", []))]
+        if has_action:
+            row.append(_format(_metric(result, "action", "top1")))
+        for head in heads:
+            row += [_format(_metric(result, head, "top1")), _format(_metric(result, head, "top5")),
+                    _format(_metric(result, head, "ece"))]
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "Accuracies and ECE (15 bins) in %, on the validation split.", "", "## Wall time per unit (s)", "",
+              "| unit | seconds |", "|---|---|"]
+    lines += [f"| {k} | {v:.1f} |" for k, v in payload["timings_s"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def _metric(result: Mapping[str, Any], head: str, name: str):
+    value = result.get("heads", {}).get(head, {}).get(name)
+    if value is None and head == "action":
+        value = result.get("action", {}).get(name)
+    return value
+
+
+def _format(value) -> str:
+    return "–" if value is None else f"{float(value):.2f}"
+
+
+__all__ = ["evaluate", "results_markdown", "write_results"]
