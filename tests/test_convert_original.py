@@ -268,3 +268,104 @@ def test_converted_flow_folder_declares_no_video_pipeline(tmp_path):
     checkpoint, config = write_experiment(tmp_path / "exp", to_original_layout(tiny_flow_swin()), EPIC_FLOW_YAML)
     convert_original_checkpoint(checkpoint, config, tmp_path / "converted", config_overrides=SWIN_TINY)
     assert "custom_pipelines" not in json.loads((tmp_path / "converted" / "config.json").read_text())
+
+
+# ---------------------------------------------------------------- class names (--annotations-dir)
+
+EPIC_ANNOTATIONS = Path("/work/shared/data/epic-kitchens-100-annotations")
+TINY_VERBS = ["take", "put", "wash"]
+TINY_NOUNS = ["tap", "spoon", "plate", "cupboard", "knife"]
+
+# Runs in a child that never imports mmkd_hf: pipeline, model and video processor come from the folder.
+PIPELINE_CHILD_SCRIPT = """
+import json
+import sys
+
+sys.modules["mmkd_hf"] = None  # `import mmkd_hf` raises ImportError in here
+from transformers import pipeline
+
+folder, clip = sys.argv[1:3]
+classify = pipeline(model=folder, trust_remote_code=True)
+result = classify(clip, top_k=3)
+print(json.dumps({"module": type(classify).__module__, "result": result}))
+"""
+
+
+def write_epic_class_csvs(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, keys in (("EPIC_100_verb_classes.csv", TINY_VERBS), ("EPIC_100_noun_classes.csv", TINY_NOUNS)):
+        rows = ["id,key,instances,category"] + [f'{index},{key},"[\'{key}\']",misc' for index, key in enumerate(keys)]
+        # written out of id order: the names must follow the ids
+        (folder / name).write_text("\n".join([rows[0], *reversed(rows[1:])]) + "\n")
+    return folder
+
+
+@pytest.fixture
+def epic_annotations(tmp_path) -> tuple[Path, dict[str, int]]:
+    """The official EPIC-KITCHENS-100 annotations when present here, else a tiny class-list pair."""
+    if (EPIC_ANNOTATIONS / "EPIC_100_verb_classes.csv").is_file():
+        return EPIC_ANNOTATIONS, {"verb": 97, "noun": 300}
+    return write_epic_class_csvs(tmp_path / "annotations"), {"verb": len(TINY_VERBS), "noun": len(TINY_NOUNS)}
+
+
+def epic_rgb_experiment(folder: Path, heads: dict[str, int]) -> tuple[Path, Path]:
+    torch.manual_seed(0)
+    model = VideoSwinForVideoClassification(VideoSwinConfig(**SWIN_TINY, num_frames=4, modality="rgb", heads=heads))
+    yaml_text = EPIC_RGB_YAML.replace("NOUN: 5", f"NOUN: {heads['noun']}").replace("VERB: 3", f"VERB: {heads['verb']}")
+    return write_experiment(folder, to_original_layout(model.eval()), yaml_text)
+
+
+def test_annotations_dir_gives_real_class_names_and_the_folder_runs_without_the_package(tmp_path, epic_annotations):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from helpers_hub import write_clip
+
+    annotations, heads = epic_annotations
+    checkpoint, config = epic_rgb_experiment(tmp_path / "exp", heads)
+    out = tmp_path / "converted"
+    convert_original_checkpoint(checkpoint, config, out, config_overrides=SWIN_TINY, annotations_dir=annotations)
+    labels = json.loads((out / "config.json").read_text())["head_labels"]
+    assert [len(labels["verb"]), len(labels["noun"])] == [heads["verb"], heads["noun"]]
+    assert labels["verb"][:2] == ["take", "put"] and labels["noun"][:2] == ["tap", "spoon"]
+
+    (tmp_path / "child.py").write_text(PIPELINE_CHILD_SCRIPT)
+    (tmp_path / "elsewhere").mkdir()
+    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "PYTHONHOME")}
+    env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"), OMP_NUM_THREADS="1",
+               PYTHONNOUSERSITE="1")
+    clip = write_clip(tmp_path / "clip.mp4", num_frames=8, height=48, width=48)
+    result = subprocess.run([sys.executable, str(tmp_path / "child.py"), str(out), str(clip)],
+                            cwd=tmp_path / "elsewhere", env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answer["module"].startswith("transformers_modules.")
+    assert {item["label"] for item in answer["result"]["verb"]} <= set(labels["verb"])
+    assert {item["label"] for item in answer["result"]["noun"]} <= set(labels["noun"])
+    assert not any(item["label"].startswith(("verb_", "noun_")) for head in ("verb", "noun")
+                   for item in answer["result"][head])
+
+
+def test_annotations_dir_without_the_class_csvs_is_one_clear_line(tmp_path, capsys):
+    checkpoint, config = epic_rgb_experiment(tmp_path / "exp", {"verb": 3, "noun": 5})
+    empty = tmp_path / "annotations"
+    empty.mkdir()
+    (empty / "EPIC_100_train.csv").write_text("narration_id\n")
+    assert main(["--checkpoint", str(checkpoint), "--config", str(config), "--out", str(tmp_path / "o"),
+                 "--annotations-dir", str(empty)]) == 1
+    message = capsys.readouterr().err.strip()
+    assert "\n" not in message and str(empty) in message and "EPIC_100_verb_classes.csv" in message
+    assert not (tmp_path / "o").exists()
+    assert main(["--checkpoint", str(checkpoint), "--config", str(config), "--out", str(tmp_path / "o"),
+                 "--annotations-dir", str(tmp_path / "nope")]) == 1
+    assert "is not a folder" in capsys.readouterr().err
+
+
+def test_class_count_must_match_the_head(tmp_path):
+    annotations = write_epic_class_csvs(tmp_path / "annotations")
+    checkpoint, config = epic_rgb_experiment(tmp_path / "exp", {"verb": 4, "noun": 5})
+    with pytest.raises(ValueError, match="3 classes, but the checkpoint's verb head has 4"):
+        convert_original_checkpoint(checkpoint, config, tmp_path / "o", config_overrides=SWIN_TINY,
+                                    annotations_dir=annotations)

@@ -119,7 +119,8 @@ def test_unknown_video_in_video_info(tmp_path, data_cache):
 
 
 def test_skip_bad_samples_replaces_and_reports(epic_copy, data_cache, tmp_path):
-    shutil.rmtree(epic_copy / "P01" / "rgb_frames")  # every P01 segment is bad
+    for frame in (epic_copy / "P01" / "rgb_frames" / "P01_01").iterdir():  # every P01 segment fails to decode
+        frame.write_bytes(b"not a jpeg")
     log = tmp_path / "skipped.jsonl"
     ds = load_dataset("epic-kitchens-100", epic_copy, "train", ["rgb"], data_cache, skip_bad_samples=True,
                       skip_log_path=log, **SMALL)
@@ -132,6 +133,17 @@ def test_skip_bad_samples_replaces_and_reports(epic_copy, data_cache, tmp_path):
     strict = load_dataset("epic-kitchens-100", epic_copy, "train", ["rgb"], data_cache, **SMALL)
     with pytest.raises(SampleDecodeError, match="P01_01_0"):
         strict[0]
+
+
+def test_missing_files_fail_at_load_or_are_dropped(epic_copy, data_cache):
+    """Missing files are found before any decoding: one error naming the videos, or (skip) the segments dropped."""
+    shutil.rmtree(epic_copy / "P01" / "rgb_frames")
+    with pytest.raises(DataFormatError, match=r"2 of 3 segments.*rgb: 1 video\(s\), 2 segment\(s\) \(P01_01: no frame"):
+        load_dataset("epic-kitchens-100", epic_copy, "train", ["rgb"], data_cache, **SMALL)
+    ds = load_dataset("epic-kitchens-100", epic_copy, "train", ["rgb"], data_cache, skip_bad_samples=True, **SMALL)
+    assert len(ds) == 1 and ds[0]["segment_id"] == "P02_01_0"
+    assert ds.mmkd_source_report.count == 2 and ds.mmkd_source_report.segment_ids == ["P01_01_0", "P01_01_1"]
+    assert load_dataset("epic-kitchens-100", epic_copy, "train", ["flow"], data_cache, **SMALL).mmkd_source_report is None
 
 
 def test_dataloader_workers(tiny_epic, data_cache):

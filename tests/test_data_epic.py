@@ -12,7 +12,7 @@ import torch
 from mmkd_hf.data import AudioConfig, MultimodalCollator, build_metadata, load_dataset
 from mmkd_hf.data.builders.epic_kitchens_100 import EpicKitchensReader
 from mmkd_hf.data.detections import Detections, load_detection_list
-from mmkd_hf.data.errors import FileDecodeError
+from mmkd_hf.data.errors import DataFormatError, FileDecodeError
 
 SMALL = dict(num_frames=4, crop_size=32, audio=AudioConfig(output_size=(32, 32)), stride=2)
 
@@ -153,10 +153,23 @@ def test_real_validation_csv(real_epic):
     assert sum(val["unseen_participant"]) == sum(r["participant_id"] in ("P18", "P32") for r in rows)
 
 
-def test_real_csv_missing_frames_named_at_access(real_epic, data_cache):
+def test_real_csv_without_frames_fails_at_load_with_counts(real_epic, data_cache):
+    """The real validation CSV (9,668 segments, 138 videos) over a folder without frames: one error before any
+    decoding, with the counts and the expected paths, in well under a second per thousand segments."""
+    import time
+
     root, _ = real_epic
-    ds = load_dataset("epic-kitchens-100", root, "validation", ["rgb"], data_cache, num_frames=4, crop_size=32)
-    with pytest.raises(ValueError, match=r"P01_11_0.*rgb_frames"):
-        ds[0]
-    reader = EpicKitchensReader.from_features(ds.features)
+    start = time.perf_counter()
+    with pytest.raises(DataFormatError) as caught:
+        load_dataset("epic-kitchens-100", root, "validation", ["rgb", "layout"], data_cache, num_frames=4, crop_size=32)
+    elapsed = time.perf_counter() - start
+    message = str(caught.value)
+    assert "\n" not in message and "9668 of 9668 segments" in message
+    assert "rgb: 138 video(s), 9668 segment(s) (P01_11, P01_12, P01_13 and 135 more" in message
+    assert "layout: 138 video(s)" in message and "<P>/rgb_frames/<video>.tar" in message
+    assert "skip_bad_samples=True" in message and elapsed < 30
+    # the metadata alone needs no files
+    meta = load_dataset("epic-kitchens-100", root, "validation", cache_dir=data_cache, decode=False)
+    assert meta.num_rows == 9668
+    reader = EpicKitchensReader.from_features(meta.features)
     assert reader.num_verbs == 97 and reader.num_nouns == 300

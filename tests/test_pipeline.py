@@ -341,3 +341,43 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tiny_data, tmp_path):
     for head in ("verb", "noun"):
         assert a["heads"][head]["top1"] == b["heads"][head]["top1"]
         assert np.isclose(a["heads"][head]["ece"], b["heads"][head]["ece"])
+
+
+# ------------------------------------------------------------------------------------------ data identity
+def test_run_folder_refuses_other_data_and_accepts_runs_without_a_fingerprint(tiny_data, tmp_path):
+    import shutil
+
+    from mmkd_hf.pipeline.run_folder import data_fingerprint
+
+    fingerprint = data_fingerprint("mini-kitchens", tiny_data)
+    moved = tmp_path / "moved"
+    shutil.copytree(tiny_data, moved)
+    assert data_fingerprint("mini-kitchens", moved) == fingerprint  # the path is not part of it
+    lines = (moved / "EPIC_100_train.csv").read_text().splitlines()
+    (moved / "EPIC_100_train.csv").write_text("\n".join([lines[0], lines[2], lines[1], *lines[3:]]) + "\n")
+    relabelled = data_fingerprint("mini-kitchens", moved)
+    assert relabelled["sha256"] != fingerprint["sha256"]
+    folder = RunFolder(tmp_path / "run")
+    folder.path.mkdir()
+    folder.write_identity(PipelineConfig(), fingerprint)
+    folder.check_data(fingerprint, tiny_data)
+    with pytest.raises(RunConflictError, match="other data.*--run_name.*--overwrite"):
+        folder.check_data(relabelled, moved)
+    legacy = json.loads(folder.config_file.read_text())
+    del legacy["data_fingerprint"]
+    folder.config_file.write_text(json.dumps(legacy))
+    folder.check_data(relabelled, moved)  # recorded before fingerprints existed: unknown, accepted
+    folder.write_identity(PipelineConfig(), relabelled)
+    assert folder.stored_data_fingerprint() == relabelled
+    folder.write_identity(PipelineConfig())  # a later write keeps the recorded fingerprint
+    assert folder.stored_data_fingerprint() == relabelled
+
+
+def test_numeric_options_name_their_range():
+    with pytest.raises(ValueError, match="temperature: expected a finite value > 0, given nan"):
+        parse_config(["--temperature", "nan"])
+    with pytest.raises(ValueError, match="teacher_learning_rate: expected a finite value > 0, given -0.001"):
+        parse_config(["--teacher_learning_rate", "-1e-3"])
+    with pytest.raises(ValueError, match="max_train_samples: expected an integer >= 1"):
+        PipelineConfig(max_train_samples=0)
+    assert main(["--student_epochs", "-1"]) == 2

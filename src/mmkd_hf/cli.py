@@ -15,6 +15,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "precompute": ("mmkd_hf.distillation.cache:main", "cache the teacher ensemble's logits for cached distillation"),
     "push": ("mmkd_hf.hub.push:main", "push a run's models (and datasets) to the Hugging Face Hub"),
     "convert-original": ("mmkd_hf.models.convert_original:main", "convert a checkpoint of the authors' code"),
+    "convert-backbone": ("mmkd_hf.models.convert_backbone:main",
+                         "convert a Kinetics-400 Video Swin checkpoint (mmaction or torchvision) to a model folder"),
 }
 
 

@@ -1,4 +1,5 @@
-"""Small helpers shared by every layer: atomic file and folder writes, JSON conversion, figures.
+"""Small helpers shared by every layer: atomic file and folder writes, output folders that are never written over
+unless they are the package's own output, numeric checks of options, JSON conversion, figures.
 
 Imports nothing of the package (the lowest layer).
 """
@@ -17,7 +18,24 @@ from typing import Any, Iterator
 
 import numpy as np
 
-__all__ = ["atomic_path", "atomic_write_text", "atomic_write_json", "atomic_directory", "save_figure", "to_jsonable"]
+__all__ = [
+    "OUTPUT_MARKER",
+    "ForeignFolderError",
+    "atomic_path",
+    "atomic_write_text",
+    "atomic_write_json",
+    "atomic_directory",
+    "check_number",
+    "check_output_folder",
+    "discard_directory",
+    "output_directory",
+    "save_figure",
+    "to_jsonable",
+]
+
+#: Marker file a command writes into a folder it made, so that a later run of the same command recognises the
+#: folder as its own earlier output (and may replace it) while refusing any other non-empty folder.
+OUTPUT_MARKER = ".mmkd-hf-output.json"
 
 
 def _unique_sibling(path: Path, make) -> Path:
@@ -88,6 +106,106 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def discard_directory(path: str | os.PathLike) -> None:
+    """Remove the folder ``path``: first renamed to a hidden sibling in one step, then deleted, so an interruption
+    never leaves a half-deleted folder under its name."""
+    path = Path(path)
+    if not path.exists():
+        return
+    trash = _unique_sibling(path, os.mkdir)  # a fresh empty name, replaced by the folder in one rename
+    os.replace(path, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+class ForeignFolderError(FileExistsError):
+    """An output folder is not empty and is not the command's own earlier output; nothing was written."""
+
+
+def _is_empty_dir(path: Path) -> bool:
+    return path.is_dir() and not any(path.iterdir())
+
+
+def check_output_folder(path: str | os.PathLike, command: str, *, own_files: tuple[str, ...] = ()) -> bool:
+    """Check that ``command`` may write its output into ``path``; returns whether ``path`` holds an earlier output.
+
+    Allowed: a missing or empty folder, or a folder the command wrote earlier, recognised by :data:`OUTPUT_MARKER`
+    naming ``command`` or by one of ``own_files`` (a marker file the command always writes, e.g. ``.complete``).
+    Anything else (a file, a folder with other content) raises :class:`ForeignFolderError` with a one-line message.
+    """
+    path = Path(path)
+    if not path.exists() or _is_empty_dir(path):
+        return False
+    if not path.is_dir():
+        raise ForeignFolderError(f"{command}: {path} is a file, not a folder; choose another output folder")
+    marker = path / OUTPUT_MARKER
+    if marker.is_file():
+        try:
+            if json.loads(marker.read_text(encoding="utf-8")).get("command") == command:
+                return True
+        except (OSError, ValueError, AttributeError):
+            pass
+    if any((path / name).is_file() for name in own_files):
+        return True
+    raise ForeignFolderError(
+        f"{command}: {path} is not empty and is not an earlier output of {command} (no {OUTPUT_MARKER}"
+        + "".join(f" or {name}" for name in own_files)
+        + "); nothing was written or deleted: choose an empty or new folder"
+    )
+
+
+@contextmanager
+def output_directory(path: str | os.PathLike, command: str, *, own_files: tuple[str, ...] = ()) -> Iterator[Path]:
+    """Write a command's output folder safely: :func:`check_output_folder` first, then a temporary sibling that
+    receives :data:`OUTPUT_MARKER` and replaces ``path`` only when the block succeeds (:func:`atomic_directory`)."""
+    check_output_folder(path, command, own_files=own_files)
+    with atomic_directory(path) as tmp:
+        yield tmp
+        atomic_write_json(tmp / OUTPUT_MARKER, {"command": command})
+
+
+def check_number(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+    integer: bool = False,
+    optional: bool = False,
+) -> None:
+    """Raise ``ValueError`` unless ``value`` is a finite number (an integer with ``integer``) within the bounds.
+
+    The message names the option, the allowed range and the value, e.g.
+    ``temperature: expected a finite value > 0, given nan``. ``optional`` lets ``None`` through.
+    """
+    if value is None and optional:
+        return
+    def bound(x: float) -> str:
+        return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+    parts = []
+    if low is not None:
+        parts.append(f"{'>=' if low_inclusive else '>'} {bound(low)}")
+    if high is not None:
+        parts.append(f"{'<=' if high_inclusive else '<'} {bound(high)}")
+    kind = "an integer" if integer else "a finite value"
+    expected = f"{kind} {' and '.join(parts)}".rstrip()
+    if optional:
+        expected += " (or unset)"
+    bad = isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating))
+    if not bad:
+        number = float(value)
+        bad = (
+            not math.isfinite(number)
+            or (integer and not number.is_integer())
+            or (low is not None and (number < low or (number == low and not low_inclusive)))
+            or (high is not None and (number > high or (number == high and not high_inclusive)))
+        )
+    if bad:
+        raise ValueError(f"{name}: expected {expected}, given {value!r}")
 
 
 def save_figure(figure: Any, path: str | os.PathLike, title: str | None = None, dpi: int = 100) -> Path:

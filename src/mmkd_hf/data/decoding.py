@@ -42,6 +42,9 @@ __all__ = [
     "VideoFrames",
     "decode_jpeg_bytes",
     "jpeg_size",
+    "last_frame_number",
+    "tar_problem",
+    "video_stream_frames",
     "read_audio",
     "AudioClip",
 ]
@@ -158,9 +161,8 @@ class FolderFrames(FrameStore):
         return _count_frames(str(self.folder), self.pattern)
 
 
-@functools.lru_cache(maxsize=4096)
-def _count_frames(folder: str, pattern: str) -> int:
-    """Highest n such that frames 1..n exist (contiguous numbering); 0 if none."""
+def _frame_numbers(folder: str, pattern: str) -> set[int]:
+    """The frame numbers of the files of ``folder`` named by ``pattern`` (one directory listing)."""
     try:
         names = os.listdir(folder)
     except FileNotFoundError:
@@ -173,10 +175,60 @@ def _count_frames(folder: str, pattern: str) -> int:
             core = name[len(prefix): len(name) - len(suffix)] if suffix else name[len(prefix):]
             if core.isdigit():
                 numbers.add(int(core))
+    return numbers
+
+
+@functools.lru_cache(maxsize=4096)
+def _count_frames(folder: str, pattern: str) -> int:
+    """Highest n such that frames 1..n exist (contiguous numbering); 0 if none."""
+    numbers = _frame_numbers(folder, pattern)
     count = 0
     while count + 1 in numbers:
         count += 1
     return count
+
+
+def last_frame_number(folder: str | os.PathLike, pattern: str) -> int:
+    """The highest frame number of the files of ``folder`` named by ``pattern``; 0 if none or no folder."""
+    try:
+        return max(_frame_numbers(str(folder), pattern), default=0)
+    except FileDecodeError:
+        return 0
+
+
+def tar_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` is not a readable uncompressed tar archive (from its first header block), or None.
+
+    Reads 512 bytes: cheap enough to check every archive of a dataset before training."""
+    try:
+        with open(path, "rb") as fh:
+            block = fh.read(tarfile.BLOCKSIZE)
+    except FileNotFoundError:
+        return "archive not found"
+    except OSError as exc:
+        return f"unreadable archive ({exc.strerror or exc})"
+    try:
+        tarfile.TarInfo.frombuf(block, tarfile.ENCODING, "surrogateescape")
+    except tarfile.HeaderError as exc:
+        return f"not an uncompressed tar archive ({exc})"
+    return None
+
+
+def video_stream_frames(path: str | os.PathLike) -> int | None:
+    """Frame count of a video's first stream from its container metadata, None when the container does not
+    say (nothing is decoded). Raises :class:`FileDecodeError` for a missing or unreadable file."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise FileDecodeError(path, "no video stream")
+            frames = int(container.streams.video[0].frames or 0)
+    except FileNotFoundError:
+        raise FileDecodeError(path, "video file not found") from None
+    except av.error.FFmpegError as exc:
+        raise FileDecodeError(path, f"unreadable video ({getattr(exc, 'strerror', None) or exc})") from None
+    return frames or None
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,10 @@ from .builders import MINI_KITCHENS_CARD_INFO, MINI_KITCHENS_FORMAT_VERSION, rea
 from .builders.common import files_fingerprint
 from .configs import AudioConfig, AugmentationConfig, LayoutConfig, TransformConfig
 from .errors import DataFormatError
+from .source_check import SourceReport, check_sources
 from .transforms import MultimodalTransform, SampleReader
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["DATASETS", "load_dataset", "build_metadata", "make_reader", "make_transform", "dataset_card_info"]
 
@@ -86,16 +90,22 @@ def _resolve_data_dir(name: str, data_dir) -> Path:
     return path.resolve()
 
 
-def build_metadata(name: str, data_dir=None, cache_dir=None) -> datasets.DatasetDict:
-    """Prepare (or reuse from the cache) every split's metadata of dataset ``name``."""
+def build_metadata(name: str, data_dir=None, cache_dir=None, annotations_dir=None) -> datasets.DatasetDict:
+    """Prepare (or reuse from the cache) every split's metadata of dataset ``name``.
+
+    ``annotations_dir``: the annotation files' folder when it is not inside ``data_dir`` (e.g. a clone of
+    github.com/epic-kitchens/epic-kitchens-100-annotations beside the EPIC-KITCHENS-100 download)."""
     spec = _spec(name)
     module = _module(spec)
     root = _resolve_data_dir(name, data_dir)
-    files = getattr(module, spec.files_fingerprint)(root)
+    if annotations_dir is not None:
+        annotations_dir = str(Path(annotations_dir).expanduser().resolve())
+    files = getattr(module, spec.files_fingerprint)(root, annotations_dir)  # raises the layout's one-line errors
     fingerprint = files_fingerprint(files.values() if isinstance(files, dict) else files, extra=name)
     builder_cls = getattr(module, spec.builder)
+    extra = {} if annotations_dir is None else {"annotations_dir": annotations_dir}
     builder = builder_cls(cache_dir=None if cache_dir is None else str(cache_dir), data_dir=str(root),
-                          hash=fingerprint)
+                          hash=fingerprint, **extra)
     try:
         builder.download_and_prepare()
     except datasets.exceptions.DatasetGenerationError as exc:  # surface our clear error, not the wrapper
@@ -143,13 +153,16 @@ def load_dataset(
     skip_log_path: str | os.PathLike | None = None,
     decode: bool = True,
     frames_dtype: str = "float32",
+    annotations_dir: str | os.PathLike | None = None,
 ) -> datasets.Dataset:
     """Load one split of a dataset as Arrow-backed metadata with a lazy decoding transform.
 
     Args:
         name: ``"epic-kitchens-100"``, ``"mini-kitchens"``, ``"something-something-v2"`` or ``"something-else"``.
-        data_dir: the dataset folder (official layout). ``"mini-kitchens"`` is only read: generate it first with
-            ``mmkd-hf make-mini-dataset --out DIR`` (train.py's prepare stage does it for its runs).
+        data_dir: the dataset folder as downloaded: for EPIC-KITCHENS-100 the folder the official downloader wrote
+            (holding ``EPIC-KITCHENS/<P>/``) or the folder of the participant folders. ``"mini-kitchens"`` is only
+            read: generate it first with ``mmkd-hf make-mini-dataset --out DIR`` (train.py's prepare stage does it
+            for its runs).
         split: ``"train"``, ``"validation"`` or ``"test"`` (EPIC test has no labels).
         modalities: subset of ``("rgb", "flow", "audio", "layout")``.
         cache_dir: ``datasets`` cache for the prepared metadata.
@@ -163,24 +176,37 @@ def load_dataset(
             github.com/gorjanradevski/multimodal-distillation: src/utils/data_utils.py,
             src/modelling/dataset_audio.py, src/modelling/dataset_layout.py).
         seed: base seed of the per-item RNG.
-        skip_bad_samples: replace a bad sample by the next good one and record it instead of raising.
+        skip_bad_samples: drop the segments whose files are missing (see below) and replace a sample that fails
+            to decode by the next good one, recording it, instead of raising.
         skip_log_path: JSONL file where skipped samples are appended (shared by DataLoader workers).
         decode: False returns the metadata only (no transform).
         frames_dtype: ``"float32"`` (``pixel_values`` / ``flow_values`` in [0, 1]) or ``"uint8"`` (0-255: a
             quarter of the bytes through DataLoader workers and to the accelerator; the package's models
             accept both and divide uint8 by 255 themselves).
+        annotations_dir: the annotation files' folder when it is not inside ``data_dir`` (EPIC-KITCHENS-100: a clone
+            of github.com/epic-kitchens/epic-kitchens-100-annotations; default: ``data_dir``,
+            ``data_dir/annotations`` or ``data_dir/epic-kitchens-100-annotations``).
+
+    Before returning (unless ``decode=False``), every segment's files are checked for every requested modality
+    (frame folder, ``.tar`` or video reaching the segment's last frame, detections, audio source), a few file-system
+    calls per video: missing files raise one :class:`DataFormatError` with the count per modality, the first videos
+    and the expected paths; with ``skip_bad_samples`` those segments are dropped instead (logged, and reported as
+    ``dataset.mmkd_source_report``, a :class:`~mmkd_hf.data.source_check.SourceReport`, or None).
 
     Returns:
         ``datasets.Dataset`` whose items are batch-contract dicts (see ``docs/design.md``); the transform
         is available as ``dataset.mmkd_transform`` for ``skip_report()``.
     """
     spec = _spec(name)
-    splits = build_metadata(name, data_dir, cache_dir)
+    splits = build_metadata(name, data_dir, cache_dir, annotations_dir=annotations_dir)
     if split not in splits:
         raise ValueError(f"split {split!r} not available for {name}; found {sorted(splits)}")
     dataset = splits[split]
     if not decode:
         return dataset
+    report = check_sources(make_reader(name, dataset), dataset, modalities)
+    if report is not None:
+        dataset = _drop_missing(dataset, report, split, skip_bad_samples)
     is_train = (split == "train") if train is None else bool(train)
     aug = augmentation or AugmentationConfig(crop_size=crop_size, num_crops=num_crops)
     config = TransformConfig(
@@ -191,5 +217,20 @@ def load_dataset(
     transform = make_transform(name, dataset, config)
     transformed = dataset.with_transform(transform)
     transformed.mmkd_transform = transform
+    transformed.mmkd_source_report = report
     return transformed
+
+
+def _drop_missing(dataset: datasets.Dataset, report: SourceReport, split: str, skip: bool) -> datasets.Dataset:
+    """Raise the report as one error, or (``skip``) drop its segments and log how many."""
+    if not skip:
+        raise DataFormatError(report.root, f"split {split!r}: {report.summary()}; put the files there or pass "
+                                           "skip_bad_samples=True to drop these segments")
+    if report.count == len(dataset):
+        raise DataFormatError(report.root, f"split {split!r}: every segment lacks its files, nothing left to read: "
+                                           f"{report.summary()}")
+    logger.warning("dropped %d of %d %s segments whose files are missing: %s", report.count, len(dataset), split,
+                   report.summary())
+    bad = set(report.bad_rows)
+    return dataset.select([i for i in range(len(dataset)) if i not in bad])
 

@@ -37,7 +37,8 @@ class RunSettings:
         data_dir: the dataset folder.
         load_kwargs: the other keyword arguments of :func:`mmkd_hf.data.load_dataset` (``num_frames``,
             ``crop_size``, ``sampler``, ``stride``, ``audio`` as a dict of :class:`AudioConfig` fields, ``seed``,
-            ``frames_dtype``); split, modalities and train mode are chosen per call.
+            ``frames_dtype`` and, when the annotation files are not inside ``data_dir``, ``annotations_dir``); split,
+            modalities and train mode are chosen per call.
         heads: head name -> number of classes, e.g. ``{"verb": 97, "noun": 300}``.
         head_labels: head name -> class names in label-id order.
     """

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, fields
 
 from transformers import TrainingArguments
 
+from ..utils import check_number
+
 WEIGHTING_SCHEMES = ("uniform", "per-sample", "full-dataset")
 COMBINE_SPACES = ("logits", "probs")
 TEACHER_MODES = ("online", "cached")
@@ -52,6 +54,14 @@ class SupervisedTrainingArguments(TrainingArguments):
         default_factory=lambda: ["labels"],
         metadata={"help": "Batch keys holding labels; `labels` is a dict of per-head LongTensors."},
     )
+
+    def __post_init__(self):
+        check_number("learning_rate", self.learning_rate, low=0)
+        check_number("weight_decay", self.weight_decay, low=0)
+        check_number("warmup_steps", self.warmup_steps, low=0)
+        check_number("max_grad_norm", self.max_grad_norm, low=0)  # 0: no clipping
+        check_number("num_train_epochs", self.num_train_epochs, low=0)
+        super().__post_init__()
 
 
 @dataclass
@@ -112,11 +122,11 @@ class DistillationArguments:
     def __post_init__(self):
         _check_choice("weighting_scheme", self.weighting_scheme, WEIGHTING_SCHEMES)
         _check_choice("combine_space", self.combine_space, COMBINE_SPACES)
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0, given {self.temperature}")
-        if self.weights_temperature <= 0:
-            raise ValueError(f"weights_temperature must be > 0, given {self.weights_temperature}")
-        if self.kd_weight < 0 or self.ce_weight < 0 or self.kd_weight + self.ce_weight == 0:
+        check_number("temperature", self.temperature, low=0, low_inclusive=False)
+        check_number("weights_temperature", self.weights_temperature, low=0, low_inclusive=False)
+        check_number("kd_weight", self.kd_weight, low=0)
+        check_number("ce_weight", self.ce_weight, low=0)
+        if self.kd_weight + self.ce_weight == 0:
             raise ValueError(
                 f"kd_weight and ce_weight must be >= 0 and not both 0, given {self.kd_weight}, {self.ce_weight}"
             )

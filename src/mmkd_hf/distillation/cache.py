@@ -17,7 +17,7 @@ On disk (``output_dir``)::
     shard-00000.parquet ...     columns segment_id (string) and logits_<head> (fixed-size list<float32>)
 
 Shards cover consecutive dataset indices; each is written atomically and skipped when present, so an interrupted
-run resumes. Under several processes, shard ``k`` is computed by process ``k % num_processes`` (every sample once,
+run resumes. A non-empty ``output_dir`` without ``cache_info.json`` (not a cache) is refused, never written into. Under several processes, shard ``k`` is computed by process ``k % num_processes`` (every sample once,
 no padding duplicates, no gather needed); the main process marks the cache complete after all have finished.
 """
 
@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -39,7 +40,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from .. import models  # noqa: F401  (registers the models with the Auto classes)
 from ..data.collate import MultimodalCollator
 from ..data.registry import load_dataset
-from ..utils import atomic_path, atomic_write_json
+from ..utils import ForeignFolderError, atomic_path, atomic_write_json, check_output_folder
 
 CACHE_INFO = "cache_info.json"
 CACHE_FORMAT = "mmkd-teacher-logits/1"
@@ -113,7 +114,8 @@ def precompute_teacher_logits(
         ensemble: a :class:`~mmkd_hf.models.ensemble.modeling_ensemble.MultimodalTeacherEnsemble` on its device.
         dataset: items in the batch contract with ``segment_id``, built with the **eval** transform
             (deterministic, un-augmented, one view).
-        output_dir: cache folder; an existing compatible cache is resumed, an incompatible one raises.
+        output_dir: cache folder; an existing compatible cache is resumed, an incompatible one raises, and a
+            non-empty folder that is not a cache raises ``ForeignFolderError`` (nothing written).
         batch_size, shard_size: samples per forward / per shard file.
         accelerator: ``accelerate.Accelerator`` for several processes (shards are split round-robin).
         collate_fn: batch collator (default: :class:`mmkd_hf.data.collate.MultimodalCollator`).
@@ -127,6 +129,10 @@ def precompute_teacher_logits(
 
         collate_fn = MultimodalCollator()
     output_dir = Path(output_dir)
+    if not any(output_dir.glob("shard-*.parquet")):  # shards of an interrupted run are resumed
+        check_output_folder(output_dir, "precompute", own_files=(CACHE_INFO,))
+    if accelerator is not None:
+        accelerator.wait_for_everyone()  # every process checked before the main one creates anything
     output_dir.mkdir(parents=True, exist_ok=True)
     info = _cache_info(ensemble, len(dataset), shard_size)
     info_path = output_dir / CACHE_INFO
@@ -266,9 +272,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.dataset, data_dir=args.data_dir, split=args.split, modalities=tuple(ensemble.config.teachers),
         num_frames=args.num_frames, crop_size=args.crop_size, train=False, seed=args.seed, frames_dtype="uint8",
     )
-    path = precompute_teacher_logits(
-        ensemble, dataset, args.output_dir, args.batch_size, args.shard_size, accelerator=accelerator
-    )
+    try:
+        path = precompute_teacher_logits(
+            ensemble, dataset, args.output_dir, args.batch_size, args.shard_size, accelerator=accelerator
+        )
+    except ForeignFolderError as error:
+        print(f"mmkd-hf precompute: error: {error}", file=sys.stderr)
+        return 2
     if accelerator.is_main_process:
         print(f"cached teacher logits of {len(dataset)} samples in {path}")
     return 0

@@ -18,6 +18,7 @@ project are small enough).
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from typing import Any, Mapping
 
@@ -26,6 +27,7 @@ import torch
 from torch import nn
 from transformers import AutoModel, Trainer
 from transformers.trainer_pt_utils import nested_detach
+from transformers.trainer_utils import get_last_checkpoint
 
 from ..models.ensemble.modeling_ensemble import MultimodalTeacherEnsemble, select_model_inputs
 from .arguments import DistillationTrainingArguments, parse_teacher_paths
@@ -39,8 +41,42 @@ def _logits_of(outputs: Any) -> dict[str, torch.Tensor]:
     return dict(logits)
 
 
+class NonFiniteLossError(FloatingPointError):
+    """Training stopped at the first non-finite loss or gradient norm, before the optimizer applied it."""
+
+
 class _MultiHeadTrainerMixin:
-    """Input selection and student-only evaluation shared by both trainers."""
+    """Input selection, student-only evaluation and the stop at the first non-finite loss or gradient norm, shared
+    by both trainers."""
+
+    def _stop_non_finite(self, what: str, value: Any) -> None:
+        """Raise :class:`NonFiniteLossError` naming the unit, the optimizer step and the last good checkpoint."""
+        unit = getattr(self.args, "run_name", None) or self.args.output_dir
+        checkpoint = None
+        try:
+            checkpoint = get_last_checkpoint(str(self.args.output_dir))
+        except (FileNotFoundError, OSError):
+            pass
+        raise NonFiniteLossError(
+            f"{unit}: {what} is {value} at optimizer step {self.state.global_step + 1}; training stopped before "
+            f"applying it (last good checkpoint: {checkpoint or 'none'}). Lower the learning rate or check the data "
+            f"and the loss settings."
+        )
+
+    def training_step(self, model: nn.Module, inputs: dict[str, Any], num_items_in_batch=None) -> torch.Tensor:
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if not bool(torch.isfinite(loss).all()):  # the Trainer reads this value on the host every step anyway
+            self._stop_non_finite("the training loss", float(loss.detach().float().mean()))
+        return loss
+
+    def _get_grad_norm(self, model, grad_norm=None):
+        grad_norm = super()._get_grad_norm(model, grad_norm=grad_norm)
+        # with a fp16 loss scaler an infinite norm is routine (the step is skipped and the scale lowered)
+        if grad_norm is not None and getattr(self.accelerator, "scaler", None) is None:
+            value = float(grad_norm)
+            if not math.isfinite(value):
+                self._stop_non_finite("the gradient norm", value)
+        return grad_norm
 
     def _unwrapped_config(self, model: nn.Module):
         return self.accelerator.unwrap_model(model).config
@@ -237,6 +273,7 @@ def compute_multi_head_metrics(eval_pred) -> dict[str, float]:
 
 __all__ = [
     "DistillationTrainer",
+    "NonFiniteLossError",
     "SupervisedTrainer",
     "compute_multi_head_metrics",
     "load_teacher_ensemble",

@@ -20,22 +20,26 @@ dropped), metrics are computed and files written on the main process only.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import sys
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from accelerate import PartialState
 from accelerate.utils import send_to_device
 from transformers import AutoModel
 
 from .. import models as _models  # noqa: F401  (registers the configs/models with the Auto classes)
 from ..data import MultimodalCollator, RunSettings, load_dataset
 from ..models.ensemble.modeling_ensemble import model_input_key, select_model_inputs
-from ..utils import atomic_write_text
+from ..utils import ForeignFolderError, atomic_write_text, check_output_folder, output_directory
 
 from .calibration import apply_temperature, calibration_metrics, fit_temperature, plot_reliability_diagram
 from .exports import make_epic_submission, write_epic_results, write_epic_submission, write_metrics_json, write_predictions_parquet
@@ -549,13 +553,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--clips", type=int, default=1, help="temporal clips per video (1-10)")
     parser.add_argument("--crops", type=int, default=1, help="spatial crops per clip (1-3)")
     parser.add_argument("--average", choices=["logits", "probs"], default="logits", help="view averaging")
-    parser.add_argument("--output-dir", default=None, help="default: <model folder>/eval-<split>-<K>x<C>")
+    parser.add_argument("--output-dir", default=None, help="default: <model folder>/eval-<split>-<K>x<C>; new, empty "
+                        "or an earlier output of mmkd-hf evaluate (replaced); any other non-empty folder is refused")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--num-workers", type=int, default=0)
     parser.add_argument("--num-frames", type=int, default=None, help="frames per clip (default: the model's)")
     parser.add_argument("--crop-size", type=int, default=None, help="crop size (default: the model's image_size)")
     parser.add_argument("--max-samples", type=int, default=None, help="evaluate the first N videos only")
-    parser.add_argument("--annotations-dir", default=None, help="EPIC annotations (tail/unseen lists) instead of the dataset's columns")
+    parser.add_argument("--annotations-dir", default=None, help="annotation files' folder when not inside --data-dir "
+                        "(EPIC: a clone of epic-kitchens-100-annotations, also read for the tail/unseen lists; "
+                        "default: the run's)")
     parser.add_argument("--temperature-split", default=None, help="fit temperature scaling on this split")
     parser.add_argument("--temperature-holdout", type=float, default=None, help="fit T on this fraction of the evaluated split")
     parser.add_argument("--teacher", default=None, help="teacher/ensemble model for agreement and KL diagnostics")
@@ -578,6 +585,7 @@ def apply_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParser
     if settings is not None and args.dataset in (None, settings.dataset):
         args.dataset = settings.dataset
         args.data_dir = args.data_dir or settings.data_dir
+        args.annotations_dir = args.annotations_dir or settings.load_kwargs.get("annotations_dir")
     if args.dataset is None:
         parser.error(f"--dataset is required: {args.model} is not inside a run folder with run_settings.json")
     return args
@@ -587,6 +595,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = apply_run_settings(parser.parse_args(argv), parser)
     num_views(args.clips, args.crops)
+    output_dir = Path(args.output_dir) if args.output_dir else (
+        (Path(args.model) if Path(args.model).is_dir() else Path("eval")) / f"eval-{args.split}-{args.clips}x{args.crops}")
+    try:
+        check_output_folder(output_dir, "evaluate")
+    except ForeignFolderError as error:
+        print(f"mmkd-hf evaluate: error: {error}", file=sys.stderr)
+        return 2
     model = AutoModel.from_pretrained(args.model)
     teacher = AutoModel.from_pretrained(args.teacher) if args.teacher else None
     modalities = sorted(set(model_modalities(model)) | set(model_modalities(teacher) if teacher is not None else []))
@@ -597,26 +612,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     def make_dataset(clips: int, crops: int, split: str = args.split):
         dataset = load_dataset(args.dataset, data_dir=args.data_dir, split=split, modalities=modalities, train=False,
                                num_frames=num_frames, num_clips=clips, num_crops=crops, crop_size=crop_size, seed=args.seed,
-                               frames_dtype="uint8")  # the models divide by 255; a 3x3-view clip stays 4x smaller
+                               frames_dtype="uint8",  # the models divide by 255; a 3x3-view clip stays 4x smaller
+                               annotations_dir=args.annotations_dir)
         if args.max_samples is not None and args.max_samples < len(dataset):
             dataset = torch.utils.data.Subset(dataset, range(args.max_samples))
         return dataset
 
-    output_dir = Path(args.output_dir) if args.output_dir else (
-        (Path(args.model) if Path(args.model).is_dir() else Path("eval")) / f"eval-{args.split}-{args.clips}x{args.crops}")
-    annotations = load_epic_annotations(args.annotations_dir, args.split) if args.annotations_dir else None
+    epic = args.dataset in ("epic-kitchens-100", "mini-kitchens")
+    annotations = load_epic_annotations(args.annotations_dir, args.split) if args.annotations_dir and epic else None
     common = dict(batch_size=args.batch_size, num_workers=args.num_workers, average=args.average, seed=args.seed)
-    result = evaluate_model(
-        model, make_dataset(args.clips, args.crops), args.clips, args.crops, output_dir=output_dir, epic_annotations=annotations,
-        temperature_dataset=make_dataset(args.clips, args.crops, args.temperature_split) if args.temperature_split else None,
-        temperature_holdout=args.temperature_holdout, teacher=teacher,
-        submission_levels={"sls_pt": args.sls_pt, "sls_tl": args.sls_tl, "sls_td": args.sls_td},
-        progress=True, **common,
-    )
-    grid = _parse_grid(args.views_grid) if args.views_grid else []
-    if grid:
-        evaluate_views_grid(model, make_dataset, grid, output_dir=output_dir, title=f"{args.model} on {args.dataset}/{args.split}",
-                            epic_annotations=annotations, **common)
+    # written into a temporary sibling that replaces output_dir at the end (an interrupted run leaves the earlier
+    # outputs); the file paths recorded in metrics.json name output_dir
+    writer = PartialState().is_main_process  # the other processes of `accelerate launch` write nothing
+    with output_directory(output_dir, "evaluate") if writer else nullcontext(None) as staging:
+        result = evaluate_model(
+            model, make_dataset(args.clips, args.crops), args.clips, args.crops, output_dir=staging, epic_annotations=annotations,
+            temperature_dataset=make_dataset(args.clips, args.crops, args.temperature_split) if args.temperature_split else None,
+            temperature_holdout=args.temperature_holdout, teacher=teacher,
+            submission_levels={"sls_pt": args.sls_pt, "sls_tl": args.sls_tl, "sls_td": args.sls_td},
+            progress=True, **common,
+        )
+        grid = _parse_grid(args.views_grid) if args.views_grid else []
+        if grid:
+            evaluate_views_grid(model, make_dataset, grid, output_dir=staging if writer else None, title=f"{args.model} on {args.dataset}/{args.split}",
+                                epic_annotations=annotations, **common)
+        metrics_file = staging / "metrics.json" if writer else None
+        if metrics_file is not None and metrics_file.is_file():
+            metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
+            metrics["files"] = {key: str(output_dir / Path(path).name) for key, path in metrics.get("files", {}).items()}
+            write_metrics_json(metrics_file, metrics)
     print((output_dir / "metrics.md").read_text() if (output_dir / "metrics.md").exists() else result)
     print(f"outputs in {output_dir}")
     return 0

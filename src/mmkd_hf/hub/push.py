@@ -340,7 +340,8 @@ def push_dataset(api, settings: RunSettings, namespace: str, *, prefix: str = "m
     from huggingface_hub.errors import HfHubHTTPError
 
     dataset = settings.dataset
-    splits = build_metadata(dataset, data_dir=settings.data_dir)
+    annotations = settings.load_kwargs.get("annotations_dir")  # where the run found its annotation files
+    splits = build_metadata(dataset, data_dir=settings.data_dir, **({"annotations_dir": annotations} if annotations else {}))
     repo_id = f"{namespace}/{prefix}-{dataset}"
     with tempfile.TemporaryDirectory(prefix="mmkd-push-dataset-") as tmp:
         stage = Path(tmp)

@@ -4,7 +4,13 @@
 An experiment folder of the original code holds ``config.yaml`` (a yacs dump) and ``model_checkpoint.pt``
 (a plain ``state_dict``, possibly with the ``_orig_mod.`` prefix of ``torch.compile``)::
 
-    mmkd-hf convert-original --checkpoint EXP/model_checkpoint.pt --config EXP/config.yaml --out DIR
+    mmkd-hf convert-original --checkpoint EXP/model_checkpoint.pt --config EXP/config.yaml --out DIR \
+        [--annotations-dir DIR]
+
+``--annotations-dir`` names the classes of the heads: the EPIC-KITCHENS-100 annotations folder
+(``EPIC_100_verb_classes.csv`` / ``EPIC_100_noun_classes.csv``, columns ``id,key,...``) for verb/noun heads, or
+the Something-Something v2 labels (``something-something-v2-labels.json`` or ``labels.json``: template -> id) for
+an action head. Without it the heads show ``verb_0``, ``verb_1``, ...
 
 What is read from ``config.yaml`` (``yaml.safe_load``, so the *last* duplicate key wins, as yacs):
 
@@ -30,6 +36,8 @@ the checkpoint; when present they must equal the model's.
 from __future__ import annotations
 
 import argparse
+import csv
+import json
 import pickle
 import re
 import sys
@@ -42,7 +50,7 @@ import torch
 import yaml
 from transformers import PreTrainedModel
 
-from ..utils import atomic_directory
+from ..utils import ForeignFolderError, check_output_folder, output_directory
 from .stlt.configuration_stlt import STLTConfig
 from .stlt.modeling_stlt import STLTForVideoClassification
 from .video_swin.configuration_video_swin import VideoSwinConfig
@@ -73,6 +81,12 @@ STLT_ORIGINAL_KEY_RENAMES: dict[str, str] = {
     "temporal_transformer.layout_embedding.category_box_embeddings.layer_norm.": (
         "temporal_transformer.layout_embedding.category_box_embeddings.layer_norm."
     ),
+}
+#: Class-name files per head, looked up in ``--annotations-dir`` (first found wins).
+CLASS_NAME_FILES = {
+    "verb": ("EPIC_100_verb_classes.csv",),
+    "noun": ("EPIC_100_noun_classes.csv",),
+    "action": ("something-something-v2-labels.json", "labels.json"),
 }
 _CLASSIFIER_KEY = re.compile(r"^classifiers\.([^.]+)\.(.+)$")
 _MAX_LISTED_KEYS = 10
@@ -250,9 +264,64 @@ def match_state_dict(
     return state
 
 
-def build_model(run: OriginalRunConfig, config_overrides: Mapping[str, Any] | None = None) -> PreTrainedModel:
-    """A randomly initialised model of the original run's architecture (default sizes + overrides)."""
+def _class_names_from_csv(path: Path) -> list[str]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if not {"id", "key"} <= set(reader.fieldnames or ()):
+            raise ValueError(
+                f"{path}: expected columns id,key (the EPIC-KITCHENS-100 class list), got {reader.fieldnames}")
+        try:
+            names = {int(row["id"]): row["key"] for row in reader}
+        except ValueError as error:
+            raise ValueError(f"{path}: an id is not an integer ({error})") from None
+    return _in_id_order(names, path)
+
+
+def _class_names_from_json(path: Path) -> list[str]:
+    try:
+        labels = json.loads(path.read_text(encoding="utf-8"))
+        names = {int(index): str(template) for template, index in labels.items()}
+    except (ValueError, AttributeError) as error:
+        raise ValueError(f"{path}: expected a JSON object template -> class id ({error})") from None
+    return _in_id_order(names, path)
+
+
+def _in_id_order(names: Mapping[int, str], path: Path) -> list[str]:
+    if sorted(names) != list(range(len(names))):
+        raise ValueError(f"{path}: class ids must be 0..{len(names) - 1} without gaps")
+    return [names[index] for index in range(len(names))]
+
+
+def read_head_labels(annotations_dir: str | Path, heads: Mapping[str, int]) -> dict[str, list[str]]:
+    """Class names of every head from the dataset's annotation files (see ``CLASS_NAME_FILES``).
+
+    Raises:
+        ValueError: one line naming the folder and the files it lacks, or a class count that differs from the head.
+    """
+    folder = Path(annotations_dir)
+    labels = {}
+    for head, size in heads.items():
+        candidates = CLASS_NAME_FILES.get(head, ())
+        path = next((folder / name for name in candidates if (folder / name).is_file()), None)
+        if path is None:
+            wanted = " or ".join(candidates) or f"a class list for head {head!r}"
+            raise ValueError(
+                f"--annotations-dir {folder}: no {wanted} there; pass the folder of the dataset's annotations "
+                "(EPIC-KITCHENS-100: github.com/epic-kitchens/epic-kitchens-100-annotations) or leave the option out"
+            )
+        names = _class_names_from_csv(path) if path.suffix == ".csv" else _class_names_from_json(path)
+        if len(names) != size:
+            raise ValueError(f"{path}: {len(names)} classes, but the checkpoint's {head} head has {size}")
+        labels[head] = names
+    return labels
+
+
+def build_model(run: OriginalRunConfig, config_overrides: Mapping[str, Any] | None = None,
+                head_labels: Mapping[str, list[str]] | None = None) -> PreTrainedModel:
+    """A randomly initialised model of the original run's architecture (default sizes + overrides, class names)."""
     overrides = dict(config_overrides or {})
+    if head_labels:
+        overrides.setdefault("head_labels", dict(head_labels))
     if run.model_name == "stlt":
         kwargs = {"heads": run.heads, "num_frames": run.num_frames, **overrides}
         return STLTForVideoClassification(STLTConfig(**kwargs))
@@ -272,14 +341,18 @@ def convert_original_checkpoint(
     config_path: str | Path,
     out_dir: str | Path,
     config_overrides: Mapping[str, Any] | None = None,
+    annotations_dir: str | Path | None = None,
 ) -> PreTrainedModel:
     """Convert the authors' ``model_checkpoint.pt`` + ``config.yaml`` into a ``save_pretrained`` folder.
 
     Args:
         checkpoint_path: ``model_checkpoint.pt`` of an experiment of the original code.
         config_path: the experiment's ``config.yaml``.
-        out_dir: destination folder (replaced atomically; safetensors + config.json + model code).
+        out_dir: destination folder: new, empty or an earlier output of this command (recognised by its
+            ``.mmkd-hf-output.json``), replaced atomically (safetensors + config.json + model code); any other
+            non-empty folder raises ``ForeignFolderError`` before anything is read.
         config_overrides: extra config fields (e.g. tiny sizes in tests); the original sizes were hard-coded.
+        annotations_dir: the dataset's annotations folder, for the heads' class names (``read_head_labels``).
 
     Returns:
         The converted model (eval mode).
@@ -287,13 +360,15 @@ def convert_original_checkpoint(
     Raises:
         ValueError: invalid config, a non weights-only checkpoint, or keys that do not match.
     """
+    check_output_folder(out_dir, "convert-original")
     run = read_original_config(config_path)
+    head_labels = read_head_labels(annotations_dir, run.heads) if annotations_dir is not None else None
     original = load_original_state_dict(checkpoint_path)
-    model = build_model(run, config_overrides)
+    model = build_model(run, config_overrides, head_labels)
     state = match_state_dict(original, model, run.model_name, source=str(checkpoint_path))
     model.load_state_dict(state, strict=True)
     model.eval()
-    with atomic_directory(out_dir) as tmp:
+    with output_directory(out_dir, "convert-original") as tmp:
         model.save_pretrained(tmp)
     return model
 
@@ -306,15 +381,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--checkpoint", required=True, type=Path, help="the experiment's model_checkpoint.pt")
     parser.add_argument("--config", required=True, type=Path, help="the experiment's config.yaml")
-    parser.add_argument("--out", required=True, type=Path, help="output folder (replaced if it exists)")
+    parser.add_argument("--out", required=True, type=Path, help="output folder: new, empty or an earlier "
+                        "output of this command (replaced); any other non-empty folder is refused")
+    parser.add_argument(
+        "--annotations-dir", type=Path, default=None,
+        help="the dataset's annotations folder, for the class names of the heads (EPIC-KITCHENS-100: "
+             "EPIC_100_verb_classes.csv and EPIC_100_noun_classes.csv; SSv2: something-something-v2-labels.json)",
+    )
     args = parser.parse_args(argv)
     for flag, path in (("--checkpoint", args.checkpoint), ("--config", args.config)):
         if not path.is_file():
             print(f"mmkd-hf convert-original: {flag} {path} is not a file", file=sys.stderr)
             return 1
+    if args.annotations_dir is not None and not args.annotations_dir.is_dir():
+        print(f"mmkd-hf convert-original: --annotations-dir {args.annotations_dir} is not a folder", file=sys.stderr)
+        return 1
     try:
-        model = convert_original_checkpoint(args.checkpoint, args.config, args.out)
-    except ValueError as error:
+        model = convert_original_checkpoint(args.checkpoint, args.config, args.out,
+                                            annotations_dir=args.annotations_dir)
+    except (ValueError, ForeignFolderError) as error:
         print(f"mmkd-hf convert-original: {error}", file=sys.stderr)
         return 1
     config = model.config

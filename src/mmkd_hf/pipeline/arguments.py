@@ -14,6 +14,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -26,6 +27,8 @@ from transformers import HfArgumentParser
 from ..data.configs import FRAMES_DTYPES
 from ..distillation.arguments import DistillationArguments
 from ..distillation.presets import DEFAULT_PRESET_BY_DATASET, PRESETS, ModelPreset, get_preset
+from ..models.convert_backbone import BackboneCheckpointError, check_backbone_source
+from ..utils import check_number
 
 DATASETS = ("mini-kitchens", "epic-kitchens-100", "something-something-v2", "something-else")
 STAGES = ("all", "teachers", "weights", "distill", "baselines", "evaluate")
@@ -42,6 +45,7 @@ OPERATIONAL_FIELDS = frozenset(
     {
         "config",
         "data_dir",
+        "annotations_dir",
         "output_dir",
         "run_name",
         "stage",
@@ -62,7 +66,7 @@ OPERATIONAL_FIELDS = frozenset(
 RENAMED_OPTIONS = {"weighting": "weighting_scheme"}
 #: Options added after the first release, with the default they were introduced with: they enter the run identity
 #: only when set to another value, so run folders made before them keep their identity.
-LATER_OPTIONS = {"frames_dtype": "uint8"}
+LATER_OPTIONS = {"frames_dtype": "uint8", "init_from": None}
 DEFAULT_MINI_KITCHENS_DIR = Path(".cache") / "mini-kitchens"
 
 
@@ -101,12 +105,22 @@ class RunArguments:
         metadata={"help": "Model sizes: " + "; ".join(f"{p.name} = {p.description}" for p in PRESETS.values())
                   + " (default: tiny for mini-kitchens, base otherwise).", "choices": list(PRESETS)},
     )
+    init_from: Optional[str] = field(
+        default=None,
+        metadata=_help("Pretrained Video Swin that every Video Swin of the run (RGB/flow/audio teachers, student, "
+                       "baselines) starts its backbone from, with fresh heads: a checkpoint file (mmaction, e.g. the "
+                       "Kinetics-400 swin_tiny_patch244_window877_kinetics400_1k.pth, or torchvision swin3d), a "
+                       "folder written by `mmkd-hf convert-backbone`, or a Hub repo id (default: random init)."),
+    )
     resume: bool = field(
         default=False,
         metadata=_help("Continue an interrupted run from the last Trainer checkpoint of the unit it was in."),
     )
     overwrite: bool = field(
-        default=False, metadata=_help("Delete the run folder first (a fresh run; also allowed when it held another run).")
+        default=False,
+        metadata=_help("Delete the run folder first (a fresh run; also allowed when it held another run or other "
+                       "data). Refused for a folder that holds no mmkd-hf run, and for a run folder that is or "
+                       "contains --output_dir or the working directory (e.g. --run_name .)."),
     )
     deterministic: bool = field(
         default=True,
@@ -129,6 +143,18 @@ class RunArguments:
             raise ValueError(f"stage: expected one of {list(STAGES)}, given {self.stage!r}")
         if self.preset is not None and self.preset not in PRESETS:
             raise ValueError(f"preset: expected one of {sorted(PRESETS)}, given {self.preset!r}")
+        if self.init_from is not None and str(self.init_from).strip().lower() in ("", "none"):
+            self.init_from = None
+        if self.init_from and self.stage not in ("weights", "evaluate"):  # the stages that build Video Swins
+            try:
+                check_backbone_source(self.init_from)
+            except BackboneCheckpointError as error:
+                raise ValueError(f"init_from: {error}") from None
+        check_number("seed", self.seed, low=0, high=2**32 - 1, integer=True)
+        check_number("logging_steps", self.logging_steps, low=1, integer=True)
+        check_number("save_steps", self.save_steps, low=0, integer=True)
+        check_number("save_total_limit", self.save_total_limit, low=1, integer=True)
+        check_number("stop_after_steps", self.stop_after_steps, low=0, integer=True)
         _next_post_init(self, RunArguments)
 
 
@@ -145,8 +171,15 @@ class DataArguments:
     data_dir: Optional[str] = field(
         default=None,
         metadata=_help(f"Dataset root. mini-kitchens: generated there when missing (default {DEFAULT_MINI_KITCHENS_DIR}, "
-                       "with a -<scale> suffix for other scales); the real datasets need it (their official "
-                       "download layout)."),
+                       "with a -<scale> suffix for other scales; a generation made with other settings is refused, "
+                       "never regenerated); the real datasets need it (their official download layout). Not part "
+                       "of the run's identity (a moved dataset resumes), but the data's fingerprint is."),
+    )
+    annotations_dir: Optional[str] = field(
+        default=None,
+        metadata=_help("Folder of the annotation files when they are not inside --data_dir (EPIC-KITCHENS-100: a "
+                       "clone of github.com/epic-kitchens/epic-kitchens-100-annotations; default: looked for in "
+                       "--data_dir, --data_dir/annotations and --data_dir/epic-kitchens-100-annotations)."),
     )
     num_frames: Optional[int] = field(default=None, metadata=_help("Frames per clip (default: the preset's)."))
     image_size: Optional[int] = field(default=None, metadata=_help("Frame side after cropping (default: the preset's)."))
@@ -184,8 +217,10 @@ class DataArguments:
             raise ValueError(f"dataset: expected one of {list(DATASETS)}, given {self.dataset!r}")
         if self.frame_sampler not in (None, "uniform", "stride"):
             raise ValueError(f"frame_sampler: expected uniform or stride, given {self.frame_sampler!r}")
-        if self.frame_stride is not None and self.frame_stride < 1:
-            raise ValueError(f"frame_stride: expected >= 1, given {self.frame_stride}")
+        check_number("frame_stride", self.frame_stride, low=1, integer=True, optional=True)
+        for name in ("num_frames", "image_size", "max_train_samples", "max_eval_samples"):
+            check_number(name, getattr(self, name), low=1, integer=True, optional=True)
+        check_number("num_workers", self.num_workers, low=0, integer=True)
         if self.frames_dtype not in FRAMES_DTYPES:
             raise ValueError(f"frames_dtype: expected one of {sorted(FRAMES_DTYPES)}, given {self.frames_dtype!r}")
         if self.mini_kitchens_scale not in ("default", "tiny"):
@@ -224,8 +259,15 @@ class ScheduleArguments:
 
     def __post_init__(self) -> None:
         for name in ("teacher_batch_size", "student_batch_size", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: expected >= 1, given {getattr(self, name)}")
+            check_number(name, getattr(self, name), low=1, integer=True)
+        for name in ("teacher_epochs", "student_epochs", "baseline_epochs", "teacher_learning_rate",
+                     "layout_learning_rate", "student_learning_rate"):
+            check_number(name, getattr(self, name), low=0, low_inclusive=False, optional=name in (
+                "baseline_epochs", "layout_learning_rate"))
+        check_number("weight_decay", self.weight_decay, low=0)
+        check_number("warmup_ratio", self.warmup_ratio, low=0, high=1, high_inclusive=False)
+        check_number("max_grad_norm", self.max_grad_norm, low=0)  # 0: no clipping
+        check_number("max_steps", self.max_steps, low=-1, integer=True)  # <= 0: the epochs decide
         _next_post_init(self, ScheduleArguments)
 
 
@@ -247,8 +289,8 @@ class EnsembleArguments:
     )
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.held_out_fraction < 1.0:
-            raise ValueError(f"held_out_fraction: expected a value in (0, 1), given {self.held_out_fraction}")
+        check_number("held_out_fraction", self.held_out_fraction, low=0, high=1, low_inclusive=False,
+                     high_inclusive=False)
         _next_post_init(self, EnsembleArguments)
 
 
@@ -343,7 +385,9 @@ class PipelineConfig(DistillationArguments, EnsembleArguments, ScheduleArguments
         return asdict(self)
 
     def identity(self) -> dict[str, Any]:
-        """The options that define what the run computes (hashed to recognise the run folder)."""
+        """The options that define what the run computes (hashed to recognise the run folder). The data they are
+        computed on joins it by content, not path: its fingerprint (:func:`~mmkd_hf.pipeline.run_folder.data_fingerprint`)
+        is recorded in the run's ``config.json`` and checked on every invocation (``RunFolder.check_data``)."""
         values = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in OPERATIONAL_FIELDS}
         for old_name, name in RENAMED_OPTIONS.items():
             values[old_name] = values.pop(name)
@@ -399,6 +443,9 @@ def build_parser() -> HfArgumentParser:
     parser = HfArgumentParser(ARGUMENT_GROUPS, description=__doc__.split("\n\n")[0],
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.prog = "train.py"
+    # argparse reads "-1e-3" as an option name; read it as the (negative) number it is, so the value's check can
+    # name the option and its range
+    parser._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|nan)$")
     return parser
 
 

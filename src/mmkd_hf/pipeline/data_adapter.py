@@ -87,7 +87,7 @@ def dataset_load_kwargs(config: PipelineConfig) -> dict[str, Any]:
     """The keyword arguments of ``mmkd_hf.data.load_dataset`` a run uses (besides name, folder, split, modalities and
     train mode), JSON-ready: the spectrogram is resized to the frame size, so one network can take it as frames."""
     audio = AudioConfig(**{**dict(config.model_preset.audio), "output_size": (config.size, config.size)})
-    return {
+    kwargs = {
         "num_frames": config.frames,
         "crop_size": config.size,
         "sampler": config.frame_sampler,
@@ -96,6 +96,9 @@ def dataset_load_kwargs(config: PipelineConfig) -> dict[str, Any]:
         "seed": config.seed,
         "frames_dtype": config.frames_dtype,
     }
+    if config.annotations_dir:  # only when given: settings saved before the option read the same
+        kwargs["annotations_dir"] = str(config.annotations_dir)
+    return kwargs
 
 
 def heads_from_features(features) -> tuple[dict[str, int], dict[str, list[str]]]:
@@ -146,7 +149,8 @@ class PipelineData:
 
     def train_ids(self) -> list[str]:
         """Segment ids of the (possibly ``--max-train-samples``-cut) training split, in dataset order."""
-        metadata = load_dataset(self.config.dataset, data_dir=str(self.data_dir), split="train", decode=False)
+        metadata = load_dataset(self.config.dataset, data_dir=str(self.data_dir), split="train", decode=False,
+                                annotations_dir=self.settings.load_kwargs.get("annotations_dir"))
         if "segment_id" not in metadata.column_names:
             raise ValueError(f"the training split of {self.config.dataset} has no segment_id column")
         ids = [str(i) for i in metadata["segment_id"]]
@@ -161,7 +165,8 @@ def prepare_dataset(config: PipelineConfig) -> None:
         if not root.exists():
             raise FileNotFoundError(f"--data-dir {root} does not exist (dataset {config.dataset})")
         return
-    ensure_mini_kitchens(root, seed=0, **MINI_KITCHENS_SCALES[config.mini_kitchens_scale])
+    # never replaces a folder it did not generate, nor a generation made with other settings (one-line error)
+    ensure_mini_kitchens(root, seed=0, replace_other_settings=False, **MINI_KITCHENS_SCALES[config.mini_kitchens_scale])
 
 
 __all__ = [

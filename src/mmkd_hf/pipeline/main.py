@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
+from ..distillation.trainer import NonFiniteLossError
+from ..utils import ForeignFolderError
 from .arguments import PipelineConfig, parse_config
 from .data_adapter import PipelineData, prepare_dataset
-from .run_folder import RunConflictError, RunFolder, load_or_make_held_out_split
+from .run_folder import (
+    RunConflictError,
+    RunFolder,
+    check_overwrite_target,
+    data_fingerprint,
+    load_or_make_held_out_split,
+)
 from .runtime import SimulatedInterruption, StepBudget, banner, barrier, configure_cpu_processes, info, process_state
 from .stages import Runner
 
@@ -31,20 +38,29 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
     configure_cpu_processes()
     state = process_state()
     folder = RunFolder(config.run_dir)
-    if config.overwrite and state.is_main_process and folder.path.exists():
-        shutil.rmtree(folder.path)
+    if config.overwrite:
+        check_overwrite_target(config)  # every process raises the same error, before anything is deleted
+        barrier()
+        if state.is_main_process and folder.path.exists():
+            folder.discard()
     barrier()
     folder.check_identity(config)  # every process raises the same error
     barrier()
-    if state.is_main_process:
-        folder.path.mkdir(parents=True, exist_ok=True)
-        folder.write_identity(config)
     banner(f"run {folder.path} · dataset {config.dataset} · preset {config.preset_name} · "
            f"teachers {','.join(config.teacher_list)} · {state.num_processes} process(es)")
 
     started = time.time()
     with state.main_process_first():
         prepare_dataset(config)
+    # the data joins the run's identity by its content, not its path: a finished run pointed at other data
+    # refuses before anything is reused or rewritten (a run recorded without a fingerprint accepts and records it)
+    fingerprint = data_fingerprint(config.dataset, config.resolved_data_dir, config.annotations_dir)
+    folder.check_data(fingerprint, config.resolved_data_dir)
+    barrier()
+    if state.is_main_process:
+        folder.path.mkdir(parents=True, exist_ok=True)
+        folder.write_identity(config, fingerprint)
+    barrier()
     if state.is_main_process and not folder.is_done("dataset"):
         folder.add_timing("dataset", time.time() - started)
         folder.mark_done("dataset")
@@ -91,9 +107,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SimulatedInterruption as exc:
         print(f"train.py: {exc}; continue with --resume", file=sys.stderr)
         return RESUME_EXIT_CODE
-    except RunConflictError as exc:
+    except (RunConflictError, ForeignFolderError) as exc:
         print(f"train.py: error: {exc}", file=sys.stderr)
         return 2
+    except NonFiniteLossError as exc:
+        print(f"train.py: error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -2,7 +2,8 @@
 
 Layout (``<output_dir>/<run_name>/``)::
 
-    config.json, config.sha256      the run's options (a folder holding a different run is refused)
+    config.json, config.sha256      the run's options and its data's fingerprint (a folder holding a different
+                                    run, or the same run on other data, is refused)
     run_settings.json               the resolved data settings (mmkd_hf.data.RunSettings), read by the Space,
                                     `mmkd-hf push` and `mmkd-hf evaluate`
     held_out_split.json             train indices of the teachers and of the held-out split (made once, reused)
@@ -17,7 +18,10 @@ Layout (``<output_dir>/<run_name>/``)::
 
 from __future__ import annotations
 
+import hashlib
+import importlib
 import json
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,14 +30,86 @@ from typing import Any
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import get_last_checkpoint, sort_checkpoints
 
+from ..data.registry import DATASETS as DATASET_SPECS
 from ..distillation.weighting import check_held_out_split, make_held_out_split, save_held_out_split
-from ..utils import atomic_write_json, atomic_write_text
+from ..synthetic import generation_request, read_marker
+from ..synthetic.writer import describe_generation
+from ..utils import atomic_write_json, atomic_write_text, discard_directory
 from .arguments import PipelineConfig
 from .runtime import barrier, is_main
 
 
 class RunConflictError(RuntimeError):
-    """The output folder holds a different run (different options); nothing was overwritten."""
+    """The output folder holds a different run (different options or data); nothing was overwritten."""
+
+
+#: Files larger than this enter a data fingerprint by their size, first and last MiB (a full read of several GB of
+#: Something-Else boxes at every start would cost minutes); smaller files by their whole content.
+FULL_HASH_LIMIT = 64 * 2**20
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        if size <= FULL_HASH_LIMIT:
+            for block in iter(lambda: handle.read(2**20), b""):
+                h.update(block)
+        else:
+            h.update(f"size {size}|".encode())
+            h.update(handle.read(2**20))
+            handle.seek(size - 2**20)
+            h.update(handle.read(2**20))
+    return h.hexdigest()
+
+
+def data_fingerprint(dataset: str, data_dir: str | os.PathLike, annotations_dir: str | os.PathLike | None = None
+                     ) -> dict[str, Any]:
+    """What identifies the data a run trains and evaluates on, independent of where it lies (a moved dataset keeps
+    its fingerprint): the content of its annotation files (the builder's ``annotation_files``: labels, splits,
+    class lists) and, for a mini-kitchens generation, its seed, settings and format (its ``.complete`` marker).
+    Returns ``{"sha256": ..., "description": ...}``."""
+    root = Path(data_dir)
+    spec = DATASET_SPECS[dataset]
+    module = importlib.import_module(f"mmkd_hf.data.builders.{spec.module}")
+    locate = getattr(module, spec.files_fingerprint)
+    files = locate(root) if annotations_dir is None else locate(root, annotations_dir)
+    found = {str(key): Path(path) for key, path in (files.items() if isinstance(files, dict) else enumerate(files))
+             if path is not None}
+    h = hashlib.sha256(dataset.encode())
+    for key in sorted(found):
+        h.update(f"|{key}|{found[key].name}|{_file_digest(found[key])}".encode())
+    description = f"{len(found)} annotation file(s)"
+    marker = read_marker(root) if dataset == "mini-kitchens" else None
+    if marker is not None:
+        seed, config = generation_request(marker)
+        version = marker.get("format_version")
+        h.update(json.dumps({"format_version": version, "seed": marker.get("seed"), "config": marker.get("config")},
+                            sort_keys=True, default=str).encode())
+        description = f"mini-kitchens generation ({describe_generation(seed, config, version)}), {description}"
+    return {"sha256": h.hexdigest(), "description": description}
+
+
+def check_overwrite_target(config: PipelineConfig) -> None:
+    """``--overwrite`` deletes the run folder: refuse when it is, or contains, the output folder or the working
+    directory (e.g. ``--run_name .``), or when it is not empty and holds no mmkd-hf run."""
+    run_dir = config.run_dir.resolve()
+    protected = {"--output_dir": Path(config.output_dir).resolve(), "the working directory": Path.cwd().resolve()}
+    for what, path in protected.items():
+        if path == run_dir or run_dir in path.parents:
+            raise RunConflictError(
+                f"--overwrite refused: the run folder {run_dir} (--run_name {config.resolved_run_name!r}) is or "
+                f"contains {what} {path}; nothing was deleted: choose a --run_name that names a folder inside "
+                f"--output_dir"
+            )
+    folder = RunFolder(config.run_dir)
+    if folder.path.is_dir() and any(folder.path.iterdir()) and not folder.hash_file.is_file():
+        raise RunConflictError(
+            f"--overwrite refused: {folder.path} is not empty and holds no mmkd-hf run (no config.sha256); nothing "
+            f"was deleted: choose another --run_name / --output_dir"
+        )
+    if folder.path.exists() and not folder.path.is_dir():
+        raise RunConflictError(f"--overwrite refused: {folder.path} is a file; nothing was deleted")
 
 
 class RunFolder:
@@ -97,12 +173,41 @@ class RunFolder:
             f"another --run-name / --output-dir, or pass --overwrite to replace it."
         )
 
-    def write_identity(self, config: PipelineConfig) -> None:
-        atomic_write_json(
-            self.config_file,
-            {"identity": config.identity(), "config": config.to_dict(), "config_hash": config.identity_hash()},
+    def stored_data_fingerprint(self) -> dict[str, Any] | None:
+        """The data fingerprint recorded in ``config.json`` (None for a new folder or a run written before data
+        fingerprints were recorded)."""
+        try:
+            stored = json.loads(self.config_file.read_text(encoding="utf-8")).get("data_fingerprint")
+        except (OSError, json.JSONDecodeError, AttributeError):
+            return None
+        return stored if isinstance(stored, dict) and stored.get("sha256") else None
+
+    def check_data(self, fingerprint: dict[str, Any], data_dir: str | os.PathLike) -> None:
+        """Raise :class:`RunConflictError` when the run was made on other data than ``fingerprint`` describes. A
+        run without a recorded fingerprint (written by an earlier version) is accepted: its data is unknown."""
+        stored = self.stored_data_fingerprint()
+        if stored is None or stored["sha256"] == fingerprint["sha256"]:
+            return
+        raise RunConflictError(
+            f"run folder {self.path} was made on other data: recorded {stored.get('description')} "
+            f"[{stored['sha256'][:12]}], --data_dir {data_dir} holds {fingerprint['description']} "
+            f"[{fingerprint['sha256'][:12]}]. Nothing was rewritten: pass another --run_name for a new run on this "
+            f"data, or --overwrite to replace this one."
         )
+
+    def write_identity(self, config: PipelineConfig, data_fingerprint: dict[str, Any] | None = None) -> None:
+        """Write ``config.json`` (options, identity, data fingerprint) and ``config.sha256``; a fingerprint already
+        recorded is kept when none is given."""
+        fingerprint = data_fingerprint or self.stored_data_fingerprint()
+        payload = {"identity": config.identity(), "config": config.to_dict(), "config_hash": config.identity_hash()}
+        if fingerprint is not None:
+            payload["data_fingerprint"] = fingerprint
+        atomic_write_json(self.config_file, payload)
         atomic_write_text(self.hash_file, config.identity_hash() + "\n")
+
+    def discard(self) -> None:
+        """Delete the run folder (``--overwrite``): renamed away in one step, then removed."""
+        discard_directory(self.path)
 
     # markers
     def is_done(self, unit: str) -> bool:
@@ -155,4 +260,11 @@ def load_or_make_held_out_split(folder: RunFolder, config: PipelineConfig, train
     return split
 
 
-__all__ = ["RunConflictError", "RunFolder", "last_valid_checkpoint", "load_or_make_held_out_split"]
+__all__ = [
+    "RunConflictError",
+    "RunFolder",
+    "check_overwrite_target",
+    "data_fingerprint",
+    "last_valid_checkpoint",
+    "load_or_make_held_out_split",
+]

@@ -22,7 +22,7 @@ from transformers import AutoModel
 
 from ..distillation.arguments import DistillationTrainingArguments, SupervisedTrainingArguments
 from ..distillation.ensemble_fitting import collect_held_out_logits, fit_calibration, fit_full_dataset_weights
-from ..distillation.trainer import DistillationTrainer, SupervisedTrainer
+from ..distillation.trainer import DistillationTrainer, NonFiniteLossError, SupervisedTrainer
 from ..hub.cards import write_model_card
 from ..models import MultimodalTeacherEnsemble, VideoSwinVideoProcessor
 from ..utils import atomic_directory
@@ -163,8 +163,14 @@ class Runner:
         return trainer
 
     def save_model(self, unit: str, model: nn.Module, card_info: Mapping[str, Any] | None = None) -> None:
-        """Save ``model`` into ``<run>/<unit>/`` atomically (main process), with a model card."""
+        """Save ``model`` into ``<run>/<unit>/`` atomically (main process), with a model card; a model with
+        non-finite weights is never saved (so never marked done)."""
         model = unwrap_model(model)
+        broken = [name for name, tensor in model.state_dict().items()
+                  if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+        if broken:
+            raise NonFiniteLossError(f"{unit}: {len(broken)} weight tensor(s) are not finite (e.g. {broken[0]}); the "
+                                     f"model was not saved nor marked done")
         if is_main():
             with atomic_directory(self.folder.model_dir(unit)) as tmp:
                 model.save_pretrained(tmp)

@@ -7,18 +7,21 @@ Generation is explicit: ``mmkd_hf.data.load_dataset("mini-kitchens", data_dir=DI
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from typing import Any, Sequence
 
 from .report import run_report
 from .something_something_v2 import export_ssv2
+from ..utils import ForeignFolderError
 from .writer import ensure_mini_kitchens, generate_mini_kitchens, generation_request, read_marker
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Write mini-kitchens into ``--out`` (reusing a current generation there) and optionally report on it."""
     ap = argparse.ArgumentParser(prog="mmkd-hf make-mini-dataset", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", required=True, help="output directory (created; a previous generation is replaced)")
+    ap.add_argument("--out", required=True, help="output directory (created; only an earlier generation, recognised by its .complete marker, is "
+                         "replaced: any other non-empty folder is refused)")
     ap.add_argument("--seed", type=int, default=None,
                     help="generation seed (default: the seed of the generation already in --out, else 0)")
     ap.add_argument("--force", action="store_true", help="regenerate even when a complete generation exists")
@@ -45,7 +48,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed = args.seed
     started = time.perf_counter()
     make = generate_mini_kitchens if args.force else ensure_mini_kitchens
-    out = make(args.out, seed=seed, config=config, **overrides)
+    try:
+        out = make(args.out, seed=seed, config=config, **overrides)
+    except ForeignFolderError as error:
+        print(f"mmkd-hf make-mini-dataset: error: {error}", file=sys.stderr)
+        return 2
     marker = read_marker(out) or {}
     print(f"mini-kitchens at {out}: {marker.get('segments')} segments over {marker.get('num_videos')} videos "
           f"(generated in {marker.get('generation_seconds')} s; this call {time.perf_counter() - started:.1f} s)")

@@ -48,7 +48,7 @@ import numpy as np
 
 from mmkd_hf.data.builders import MINI_KITCHENS_FORMAT_VERSION, MINI_KITCHENS_MARKER, read_mini_kitchens_marker
 from mmkd_hf.data.flow import compute_flow
-from mmkd_hf.utils import atomic_directory
+from mmkd_hf.utils import ForeignFolderError, atomic_directory
 
 from .audio import video_audio, write_wav
 from .detections import write_detections
@@ -347,8 +347,8 @@ def generate_mini_kitchens(
     cfg = config if config is not None else MiniKitchensConfig()
     if overrides:
         cfg = MiniKitchensConfig(**{**asdict(cfg), **overrides})
-    if out.exists() and any(out.iterdir()) and read_marker(out) is None:
-        raise FileExistsError(
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and read_marker(out) is None:
+        raise ForeignFolderError(
             f"{out}: refusing to replace a non-empty directory that is not a mini-kitchens generation "
             f"(no {COMPLETE_MARKER} marker); choose an empty or new --out"
         )
@@ -365,19 +365,47 @@ def generate_mini_kitchens(
     return out
 
 
+def describe_generation(seed: int, config: MiniKitchensConfig, format_version: Any = FORMAT_VERSION) -> str:
+    """``seed 0, 32x32 frames, 6 segments per video, format 5``: what tells two generations apart, in words."""
+    return (f"seed {seed}, {config.height}x{config.width} frames, {config.segments_per_video} segments per video, "
+            f"format {format_version}")
+
+
 def ensure_mini_kitchens(
     out_dir: str | os.PathLike, seed: int = 0, config: MiniKitchensConfig | None = None, workers: int | None = None,
-    **overrides: Any,
+    *, replace_other_settings: bool = True, **overrides: Any,
 ) -> Path:
-    """Return ``out_dir`` holding a complete generation for ``seed``/config, generating it if needed."""
+    """Return ``out_dir`` holding a complete generation for ``seed``/config, generating it if needed.
+
+    A folder that is not empty and holds no generation is never written into (:class:`ForeignFolderError`). With
+    ``replace_other_settings=False`` (train.py's prepare stage) a generation made with another seed or other
+    settings is not replaced either: :class:`ForeignFolderError` names both settings; a folder without a
+    generation marker but with content is returned untouched (the reader decides whether it is usable). Only a
+    stale generation (an older format) of the same seed and settings is regenerated.
+    """
     cfg = config if config is not None else MiniKitchensConfig()
     if overrides:
         cfg = MiniKitchensConfig(**{**asdict(cfg), **overrides})
-    marker = read_marker(out_dir)
+    out = Path(out_dir)
+    marker = read_marker(out)
     want = _config_fingerprint(cfg, seed)
     if marker is not None and all(marker.get(k) == v for k, v in want.items()):
-        return Path(out_dir)
-    return generate_mini_kitchens(out_dir, seed=seed, config=cfg, workers=workers)
+        return out
+    if not replace_other_settings:
+        if marker is None and out.is_dir() and any(out.iterdir()):
+            return out  # not a generation of this package: never regenerated
+        if marker is not None:
+            have_seed, have_cfg = generation_request(marker)
+            have = _config_fingerprint(have_cfg, have_seed)
+            if (have["seed"], have["config"]) != (want["seed"], want["config"]):
+                raise ForeignFolderError(
+                    f"{out} holds a mini-kitchens generation with other settings "
+                    f"({describe_generation(have_seed, have_cfg, marker.get('format_version'))}; requested "
+                    f"{describe_generation(seed, cfg)}); nothing was regenerated: choose another --data_dir (or "
+                    f"the matching --mini_kitchens_scale), or regenerate it with `mmkd-hf make-mini-dataset --out {out} "
+                    f"--force`"
+                )
+    return generate_mini_kitchens(out, seed=seed, config=cfg, workers=workers)
 
 
 def fingerprint_digest(out_dir: str | os.PathLike) -> str:

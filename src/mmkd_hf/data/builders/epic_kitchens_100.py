@@ -1,13 +1,20 @@
 """EPIC-KITCHENS-100 action recognition: a ``datasets`` builder of segment metadata + a lazy reader.
 
-Annotation files (looked up in ``data_dir`` or ``data_dir/annotations``): ``EPIC_100_train.csv``,
+``data_dir`` is the folder the official downloader wrote (holding ``EPIC-KITCHENS/<P>/``) or the folder holding
+the participant folders ``<P>/`` directly. The annotation CSVs come from their own repository
+(github.com/epic-kitchens/epic-kitchens-100-annotations): they are looked up in ``annotations_dir`` when given,
+else in ``data_dir``, ``data_dir/annotations`` or ``data_dir/epic-kitchens-100-annotations`` (see
+:func:`resolve_layout`).
+
+Annotation files: ``EPIC_100_train.csv``,
 ``EPIC_100_validation.csv``, ``EPIC_100_test_timestamps.csv`` (no labels; each split is produced when its
 CSV exists), ``EPIC_100_{verb,noun}_classes.csv`` (class names), ``EPIC_100_video_info.csv`` (each
 video's own fps and resolution) and, when present, ``EPIC_100_unseen_participant_ids_*.csv`` and
 ``EPIC_100_tail_{verbs,nouns}.csv`` (flags passed through for evaluation).
 
 Rows are metadata only; nothing under the participant folders is read while preparing. At access the
-reader looks for, in this order (``<P>`` participant, ``<V>`` video id, frame numbers 1-based):
+reader looks for, in this order (paths relative to the participants' folder, ``<P>`` participant, ``<V>``
+video id, frame numbers 1-based):
 
 * RGB: ``<P>/rgb_frames/<V>/frame_%010d.jpg``, ``rgb_frames/<P>/<V>/...``, the un-extracted
   ``<P>/rgb_frames/<V>.tar`` (indexed once, members read at random), or ``<P>/videos/<V>.MP4`` (PyAV).
@@ -30,8 +37,12 @@ split); the test split has no labels (-1).
 from __future__ import annotations
 
 import ast
+import math
 import os
+from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional, Sequence
 
 import datasets
 import numpy as np
@@ -39,14 +50,25 @@ import torch
 
 from ..audio import audio_windows_for_segment
 from ..configs import AudioConfig, LayoutConfig
-from ..decoding import FileDecodeError, FolderFrames, FrameStore, TarFrames, VideoFrames
+from ..decoding import (
+    FileDecodeError,
+    FolderFrames,
+    FrameStore,
+    TarFrames,
+    VideoFrames,
+    last_frame_number,
+    tar_problem,
+    video_stream_frames,
+)
 from ..detections import DetectionThresholds, frame_layout, load_video_detections
 from ..errors import DataFormatError, SampleDecodeError
 from ..sampling import rgb_to_flow_index
+from ..source_check import MissingSource
 from ..transforms import SampleReader
 from .common import LocalDataBuilderMixin, find_file, parse_int, read_csv_rows, require_file
 
-__all__ = ["EpicKitchens100", "EpicKitchensReader", "CARD_INFO", "annotation_files"]
+__all__ = ["EpicKitchens100", "EpicKitchensConfig", "EpicKitchensReader", "EpicLayout", "CARD_INFO",
+           "annotation_files", "resolve_layout"]
 
 CARD_INFO = {
     "pretty_name": "EPIC-KITCHENS-100 (action recognition)",
@@ -80,9 +102,86 @@ SEGMENT_COLUMNS = ["narration_id", "participant_id", "video_id", "start_timestam
 LABEL_COLUMNS = ["verb_class", "noun_class"]
 
 
-def annotation_files(data_dir: str | os.PathLike) -> dict[str, Path | None]:
-    """Locate every annotation file the builder uses (None when absent)."""
+#: the folder of participant folders in the official download
+DOWNLOAD_FOLDER = "EPIC-KITCHENS"
+#: where the annotations are looked for under ``data_dir`` when ``annotations_dir`` is not given
+ANNOTATION_SUBDIRS = ("", "annotations", "epic-kitchens-100-annotations")
+ANNOTATIONS_REPOSITORY = "github.com/epic-kitchens/epic-kitchens-100-annotations"
+#: annotation files without which nothing can be read
+REQUIRED_FILES = ("EPIC_100_verb_classes.csv", "EPIC_100_noun_classes.csv", "EPIC_100_video_info.csv")
+#: the participant sub-folders of the download
+MEDIA_FOLDERS = ("rgb_frames", "flow_frames", "videos", "hand-objects")
+
+
+@dataclass(frozen=True)
+class EpicLayout:
+    """Where the parts of an EPIC-KITCHENS-100 copy are: ``annotations`` holds the ``EPIC_100_*.csv`` files,
+    ``media`` the participant folders ``<P>/{rgb_frames,flow_frames,videos,hand-objects}``."""
+
+    annotations: Path
+    media: Path
+
+
+def _has_participants(folder: Path) -> bool:
+    try:
+        children = [c for c in folder.iterdir() if c.is_dir()]
+    except OSError:
+        return False
+    return any((c / sub).is_dir() for c in children for sub in MEDIA_FOLDERS) or any(
+        (folder / sub).is_dir() for sub in ("rgb_frames", "flow_frames"))
+
+
+def resolve_layout(data_dir: str | os.PathLike, annotations_dir: str | os.PathLike | None = None) -> EpicLayout:
+    """Find the annotation folder and the participants' folder of an EPIC-KITCHENS-100 copy.
+
+    * participants: ``data_dir/EPIC-KITCHENS/<P>/`` (the official downloader's layout) when that folder
+      exists, else ``data_dir/<P>/``;
+    * annotations: ``annotations_dir`` when given, else the first of ``data_dir``, ``data_dir/annotations``,
+      ``data_dir/epic-kitchens-100-annotations`` holding ``EPIC_100_*.csv`` files (and, when ``data_dir`` is the
+      download's ``EPIC-KITCHENS`` folder itself, the same three places in its parent).
+
+    Raises a one-line :class:`DataFormatError` when no annotations are found (naming every folder looked in) or
+    when the annotation folder lacks the class lists / video info (naming the files and where they come from).
+    """
     root = Path(data_dir)
+    media = root / DOWNLOAD_FOLDER if (root / DOWNLOAD_FOLDER).is_dir() else root
+    if annotations_dir is not None:
+        annotations = Path(annotations_dir).expanduser()
+        if not annotations.is_dir():
+            raise DataFormatError(annotations, "annotations folder not found (annotations_dir / --annotations-dir: "
+                                               f"a clone of {ANNOTATIONS_REPOSITORY})")
+    else:
+        tried = [root / sub if sub else root for sub in ANNOTATION_SUBDIRS]
+        if root.name == DOWNLOAD_FOLDER:  # given the participants' folder of a download: the annotations beside it
+            tried += [root.parent / sub if sub else root.parent for sub in ANNOTATION_SUBDIRS]
+        found = [folder for folder in tried if folder.is_dir() and any(folder.glob("EPIC_100_*.csv"))]
+        if not found:
+            looked = ", ".join(str(t) for t in tried)
+            if media != root or _has_participants(root):
+                raise DataFormatError(root, f"participant folders found but no EPIC_100_*.csv annotations (looked in "
+                                            f"{looked}); clone {ANNOTATIONS_REPOSITORY} into {root / 'annotations'} or "
+                                            "pass annotations_dir= (train.py --annotations_dir, mmkd-hf evaluate "
+                                            "--annotations-dir)")
+            raise DataFormatError(root, f"not an EPIC-KITCHENS-100 folder: looked for the download layout "
+                                        f"({root / DOWNLOAD_FOLDER}/<P>/rgb_frames, ...) or participant folders "
+                                        f"<P>/rgb_frames, and for EPIC_100_*.csv annotations in {looked}")
+        annotations = found[0]
+    missing = [name for name in REQUIRED_FILES if not (annotations / name).is_file()]
+    if missing:
+        raise DataFormatError(annotations, f"annotations folder lacks {missing}: they come from the EPIC-KITCHENS-100 "
+                                           f"annotations repository ({ANNOTATIONS_REPOSITORY}); copy them here or "
+                                           "point annotations_dir at a clone of it")
+    if not any((annotations / names[0]).is_file() for names in SPLIT_FILES.values()):
+        splits = [names[0] for names in SPLIT_FILES.values()]
+        raise DataFormatError(annotations, f"annotations folder has none of the split files {splits} (from "
+                                           f"{ANNOTATIONS_REPOSITORY})")
+    return EpicLayout(annotations=annotations.resolve(), media=media.resolve())
+
+
+def annotation_files(data_dir: str | os.PathLike, annotations_dir: str | os.PathLike | None = None
+                     ) -> dict[str, Path | None]:
+    """Locate every annotation file the builder uses (None when absent); see :func:`resolve_layout`."""
+    root = resolve_layout(data_dir, annotations_dir).annotations
     names = {
         "verb_classes": "EPIC_100_verb_classes.csv",
         "noun_classes": "EPIC_100_noun_classes.csv",
@@ -92,9 +191,9 @@ def annotation_files(data_dir: str | os.PathLike) -> dict[str, Path | None]:
         "tail_verbs": "EPIC_100_tail_verbs.csv",
         "tail_nouns": "EPIC_100_tail_nouns.csv",
     }
-    found = {key: find_file(root, [name]) for key, name in names.items()}
+    found = {key: find_file(root, [name], ("",)) for key, name in names.items()}
     for split, split_names in SPLIT_FILES.items():
-        found[split] = find_file(root, split_names)
+        found[split] = find_file(root, split_names, ("",))
     return found
 
 
@@ -175,17 +274,30 @@ def _literal_list(value: str | None, path: Path, column: str, sample_id: str) ->
     return list(parsed)
 
 
+@dataclass
+class EpicKitchensConfig(datasets.BuilderConfig):
+    """``data_dir`` = the download (or participants') folder; ``annotations_dir`` = the annotation CSVs' folder
+    when they are not inside ``data_dir`` (see :func:`resolve_layout`)."""
+
+    annotations_dir: Optional[str] = None
+
+
 class EpicKitchens100(LocalDataBuilderMixin, datasets.GeneratorBasedBuilder):
     """Segment metadata of EPIC-KITCHENS-100 (or any folder in its layout, e.g. mini-kitchens)."""
 
-    VERSION = datasets.Version("1.0.0")
+    # 1.1.0: ``data_root`` is the participants' folder (``EPIC-KITCHENS/`` of a download), not ``data_dir``
+    VERSION = datasets.Version("1.1.0")
+    BUILDER_CONFIG_CLASS = EpicKitchensConfig
     CARD = CARD_INFO
-    DATA_DIR_HINT = "the folder holding the EPIC_100_*.csv files"
+    DATA_DIR_HINT = "the folder the official downloader wrote, or the folder holding the EPIC_100_*.csv files"
+
+    def _layout(self) -> EpicLayout:
+        return resolve_layout(self._data_dir(), self.config.annotations_dir)
 
     def _info(self) -> datasets.DatasetInfo:
-        root = self._data_dir()
-        verbs = _class_names(require_file(root, ["EPIC_100_verb_classes.csv"], "verb class list"))
-        nouns = _class_names(require_file(root, ["EPIC_100_noun_classes.csv"], "noun class list"))
+        root = self._layout().annotations
+        verbs = _class_names(require_file(root, ["EPIC_100_verb_classes.csv"], "verb class list", ("",)))
+        nouns = _class_names(require_file(root, ["EPIC_100_noun_classes.csv"], "noun class list", ("",)))
         features = datasets.Features({
             "index": datasets.Value("int64"),
             "segment_id": datasets.Value("string"),
@@ -219,18 +331,12 @@ class EpicKitchens100(LocalDataBuilderMixin, datasets.GeneratorBasedBuilder):
                                     features=features)
 
     def _split_generators(self, dl_manager):
-        files = annotation_files(self._data_dir())
+        files = annotation_files(self._data_dir(), self.config.annotations_dir)  # resolve_layout checks them
         splits = [s for s in SPLIT_FILES if files[s] is not None]
-        if not splits:
-            raise FileNotFoundError(f"no EPIC_100_{{train,validation}}.csv / EPIC_100_test_timestamps.csv in "
-                                    f"{self._data_dir()} or its annotations/ folder")
-        if files["video_info"] is None:
-            raise FileNotFoundError(f"EPIC_100_video_info.csv (per-video fps) not found in {self._data_dir()} "
-                                    "or its annotations/ folder")
         return [datasets.SplitGenerator(name=s, gen_kwargs={"split": s, "files": files}) for s in splits]
 
     def _generate_examples(self, split: str, files: dict):
-        root = self._data_dir()
+        root = self._layout().media
         path: Path = files[split]
         num_verbs = self.info.features["verb_class"].num_classes
         num_nouns = self.info.features["noun_class"].num_classes
@@ -298,6 +404,12 @@ class EpicKitchens100(LocalDataBuilderMixin, datasets.GeneratorBasedBuilder):
 
 
 EPIC_FRAME_PATTERN = "frame_%010d.jpg"
+
+
+def _flow_frames_needed(stop_frame: int) -> int:
+    """The flow frames a segment ending at RGB frame ``stop_frame`` needs: flow runs at half the RGB rate
+    (frame ``ceil(i / 2)``); the last one may be missing (reading clamps to the last flow frame)."""
+    return max(1, math.ceil(stop_frame / 2) - 1)
 
 
 class EpicKitchensReader(SampleReader):
@@ -395,6 +507,75 @@ class EpicKitchensReader(SampleReader):
             if c.is_file():
                 return c
         raise FileDecodeError(candidates[0], f"hand-object detections not found (also tried {candidates[1]})")
+
+    # ---- checking every segment's files before training (mmkd_hf.data.source_check)
+    SOURCE_LAYOUT = {
+        "rgb": "<P>/rgb_frames/<video>/frame_0000000001.jpg, <P>/rgb_frames/<video>.tar or <P>/videos/<video>.MP4",
+        "flow": "<P>/flow_frames/<video>/{u,v}/frame_0000000001.jpg or <P>/flow_frames/<video>.tar",
+        "audio": "<P>/videos/<video>.MP4 (or <P>/videos/<video>.wav)",
+        "layout": "<P>/hand-objects/<video>.pkl",
+    }
+
+    def missing_sources(self, dataset: datasets.Dataset, modalities: Sequence[str]) -> list[MissingSource]:
+        """Per video and modality, the segments whose files are missing or end before their ``stop_frame``.
+
+        Cost per video: one ``stat`` of the last frame its segments need (a listing only when that frame is
+        missing), the first 512 bytes of a ``.tar`` (its frames are counted at first read), the header of a
+        video file."""
+        wanted = [m for m in modalities if m in self.SOURCE_LAYOUT]
+        if not wanted:
+            return []
+        columns = dataset.select_columns(["data_root", "participant_id", "video_id", "stop_frame"]).to_dict()
+        videos: dict[tuple[str, str, str], list[tuple[int, int]]] = defaultdict(list)
+        for position, key in enumerate(zip(columns["data_root"], columns["participant_id"], columns["video_id"])):
+            videos[key].append((position, int(columns["stop_frame"][position])))
+        missing = []
+        for (root, participant, video), rows in videos.items():
+            row = {"data_root": root, "participant_id": participant, "video_id": video}
+            for modality in wanted:
+                need = _flow_frames_needed if modality == "flow" else int
+                limit, reason = self._source_limit(modality, row, need(max(stop for _, stop in rows)))
+                if limit is None:
+                    continue
+                bad = [position for position, stop in rows if need(stop) > limit]
+                if bad:
+                    missing.append(MissingSource(modality, video, reason, bad))
+        return missing
+
+    def _source_limit(self, modality: str, row: dict, needed: int) -> tuple[int | None, str]:
+        """``(None, "")`` when the video's ``modality`` files reach frame ``needed`` (or cannot be counted
+        cheaply), else ``(last usable frame, 0 if none, reason)``."""
+        try:
+            if modality == "audio":
+                self._audio_path(row)
+                return None, ""
+            if modality == "layout":
+                self._detections_path(row)
+                return None, ""
+            stores = self._find_rgb(row) if modality == "rgb" else self._find_flow(row)
+        except FileDecodeError:
+            what = {"rgb": "no frame folder, .tar or video", "flow": "no flow folder or .tar",
+                    "audio": "no video or .wav file", "layout": "no hand-objects .pkl"}[modality]
+            return 0, what
+        stores = stores if isinstance(stores, tuple) else (stores,)
+        first = stores[0]
+        if isinstance(first, TarFrames):
+            problem = tar_problem(first.path)
+            return (0, f"{Path(first.path).name}: {problem}") if problem else (None, "")
+        if isinstance(first, VideoFrames):
+            try:
+                count = video_stream_frames(first.path)
+            except FileDecodeError as exc:
+                return 0, f"{Path(first.path).name}: {exc.reason}"
+            if count is None or count >= needed:
+                return None, ""
+            return count, f"{Path(first.path).name} has {count} frames, segments need up to {needed}"
+        if all(os.path.exists(store.describe(needed)) for store in stores):
+            return None, ""
+        last = min(last_frame_number(store.folder, store.pattern) for store in stores)
+        if last == 0:
+            return 0, f"no frames in {stores[0].folder}"
+        return last, f"frames end at {last} in {stores[0].folder}, segments need up to {needed}"
 
     # ---- modalities
     def read_rgb(self, row: dict, numbers: np.ndarray) -> torch.Tensor:

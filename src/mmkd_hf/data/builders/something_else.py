@@ -1,7 +1,7 @@
 """Something-Else (compositional action recognition with boxes): builder + reader.
 
-Files (github.com/joaanna/something_else layout; each looked up in ``data_dir``,
-``data_dir/dataset_splits/<variant>`` and ``data_dir/annotations``):
+Files (github.com/joaanna/something_else layout; each looked up in ``annotations_dir`` when given, in
+``data_dir``, ``data_dir/dataset_splits/<variant>``, ``data_dir/<variant>`` and ``data_dir/annotations``):
 
 * split lists ``train.json``, ``validation.json`` (and optionally ``test.json``): SSv2 entries
   (``id``, ``template``, ``placeholders``, ...); the builder config name picks the variant folder
@@ -22,7 +22,9 @@ Frames are read like SSv2 (``frames/<id>/%04d.jpg``, 1-based).
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional, Sequence
 
 import datasets
 import numpy as np
@@ -31,6 +33,7 @@ from ..decoding import FileDecodeError
 from ..detections import CATEGORY_HAND, CATEGORY_OBJECT
 from ..errors import DataFormatError, SampleDecodeError
 from ..configs import LayoutConfig
+from ..source_check import MissingSource
 from .common import LocalDataBuilderMixin, find_file, read_json
 from .something_something_v2 import SomethingReader, read_label_map, ssv2_features, video_entries
 
@@ -64,21 +67,32 @@ def _subdirs(variant: str) -> tuple[str, ...]:
     return ("", f"dataset_splits/{variant}", variant, "annotations")
 
 
-def _box_files(root: Path) -> list[Path]:
+def _box_files(root: Path, subdirs: Sequence[str] = ("", "annotations")) -> list[Path]:
     files: list[Path] = []
-    for sub in ("", "annotations"):
+    for sub in subdirs:
         folder = root / sub if sub else root
         if folder.is_dir():
             files += sorted(folder.glob("bounding_box_annotations*.json"))
-            files += sorted(folder.glob("bounding_box_smthsmth_part*.json"))
+            files += sorted(folder.glob("bounding_box_smthsmth*.json"))
     return files
 
 
-def annotation_files(data_dir: str | os.PathLike, variant: str = "compositional") -> dict[str, Path | None]:
-    root = Path(data_dir)
-    found: dict[str, Path | None] = {s: find_file(root, [n], _subdirs(variant)) for s, n in SPLITS.items()}
-    found["labels"] = find_file(root, LABEL_NAMES, _subdirs(variant))
-    for i, p in enumerate(_box_files(root)):
+def annotation_files(data_dir: str | os.PathLike, annotations_dir: str | os.PathLike | None = None,
+                     variant: str = "compositional") -> dict[str, Path | None]:
+    """Split lists, labels and box files (None when absent); ``annotations_dir`` is searched before ``data_dir``."""
+    roots = [Path(data_dir)]
+    if annotations_dir is not None:
+        if not Path(annotations_dir).is_dir():
+            raise DataFormatError(annotations_dir, "annotations folder not found (annotations_dir / --annotations-dir)")
+        roots.insert(0, Path(annotations_dir))
+
+    def first(names: list[str]) -> Path | None:
+        return next((f for f in (find_file(r, names, _subdirs(variant)) for r in roots) if f is not None), None)
+
+    found: dict[str, Path | None] = {s: first([n]) for s, n in SPLITS.items()}
+    found["labels"] = first(LABEL_NAMES)
+    boxes = next((b for b in (_box_files(r) for r in roots) if b), [])
+    for i, p in enumerate(boxes):
         found[f"boxes_{i}"] = p
     return found
 
@@ -129,8 +143,12 @@ def _compact_boxes(frames: list, path: Path, vid: str) -> dict:
             "box_standard_category": standard, "annotated_frames": len(frames), "has_boxes": True}
 
 
+@dataclass
 class SomethingElseConfig(datasets.BuilderConfig):
-    """``name`` = split variant folder (``compositional``, ``shuffled``, ``one_class_compositional``...)."""
+    """``name`` = split variant folder (``compositional``, ``shuffled``, ``one_class_compositional``...);
+    ``annotations_dir`` = the annotation files' folder when they are not inside ``data_dir``."""
+
+    annotations_dir: Optional[str] = None
 
 
 class SomethingElse(LocalDataBuilderMixin, datasets.GeneratorBasedBuilder):
@@ -143,9 +161,11 @@ class SomethingElse(LocalDataBuilderMixin, datasets.GeneratorBasedBuilder):
     CARD = CARD_INFO
 
     def _info(self) -> datasets.DatasetInfo:
-        files = annotation_files(self._data_dir(), self.config.name)
+        files = annotation_files(self._data_dir(), self.config.annotations_dir, self.config.name)
         if files["labels"] is None:
-            raise FileNotFoundError(f"Something-Else labels ({LABEL_NAMES}) not found under {self._data_dir()}")
+            where = [str(p) for p in (self.config.annotations_dir, self._data_dir()) if p is not None]
+            raise FileNotFoundError(f"Something-Else labels ({LABEL_NAMES}) not found under {where} (nor their "
+                                    f"dataset_splits/{self.config.name}/ or annotations/ folders)")
         features = ssv2_features(read_label_map(files["labels"]))
         features.update({
             "box_frame": datasets.List(datasets.Value("int32")),
@@ -162,7 +182,7 @@ class SomethingElse(LocalDataBuilderMixin, datasets.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         root = self._data_dir()
-        files = annotation_files(root, self.config.name)
+        files = annotation_files(root, self.config.annotations_dir, self.config.name)
         splits = [s for s in SPLITS if files[s] is not None]
         if not splits:
             raise FileNotFoundError(f"no Something-Else split lists {list(SPLITS.values())} under {root}")
@@ -195,6 +215,22 @@ class SomethingElse(LocalDataBuilderMixin, datasets.GeneratorBasedBuilder):
 
 class SomethingElseReader(SomethingReader):
     """SSv2 frames plus ground-truth boxes from the row."""
+
+    SOURCE_LAYOUT = {**SomethingReader.SOURCE_LAYOUT,
+                     "layout": "the video's frames and its boxes in bounding_box_annotations.json / "
+                               "bounding_box_smthsmth*.json"}
+
+    def missing_sources(self, dataset: datasets.Dataset, modalities: Sequence[str]) -> list[MissingSource]:
+        """Videos without frames (see :class:`SomethingReader`) and, for ``layout``, without boxes."""
+        missing = super().missing_sources(dataset, modalities)
+        if "layout" in modalities and "has_boxes" in dataset.column_names:
+            listed = {(m.modality, m.video_id) for m in missing}
+            columns = dataset.select_columns(["video_id", "has_boxes"]).to_dict()
+            for position, (video, has_boxes) in enumerate(zip(columns["video_id"], columns["has_boxes"])):
+                if not has_boxes and ("layout", video) not in listed:
+                    missing.append(MissingSource("layout", video, "no boxes in the bounding_box_*.json files",
+                                                 [position]))
+        return missing
 
     def segment(self, row: dict) -> tuple[int, int]:
         try:

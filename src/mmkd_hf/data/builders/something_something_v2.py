@@ -1,9 +1,11 @@
 """Something-Something v2: a ``datasets`` builder of video metadata + a lazy frame reader.
 
-Files (in ``data_dir``, ``data_dir/annotations`` or ``data_dir/labels``):
+Files (in ``annotations_dir`` when given, else ``data_dir``, ``data_dir/annotations`` or ``data_dir/labels``):
 ``something-something-v2-{train,validation,test}.json`` (lists of ``{"id", "label", "template",
 "placeholders"}``; the test list has ids only) and ``something-something-v2-labels.json`` (template without
-brackets -> class id as a string). Class = ``labels[template.replace("[", "").replace("]", "")]``.
+brackets -> class id as a string); inside a ``labels/`` folder (or ``annotations_dir``) the short names
+``train.json``, ``validation.json``, ``test.json`` and ``labels.json`` are read too. Class =
+``labels[template.replace("[", "").replace("]", "")]``.
 
 Pixels at access: a frame folder ``frames/<id>/`` or ``<id>/`` (1-based ``%04d.jpg``, ``%05d.jpg``,
 ``img_%05d.jpg`` or ``frame_%010d.jpg``), else the video ``videos/<id>.webm``,
@@ -15,7 +17,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional, Sequence
 
 import datasets
 import numpy as np
@@ -23,8 +28,9 @@ import torch
 
 from ..decoding import FileDecodeError, FolderFrames, FrameStore, VideoFrames, jpeg_size
 from ..errors import DataFormatError, SampleDecodeError
+from ..source_check import MissingSource
 from ..transforms import SampleReader
-from .common import LocalDataBuilderMixin, find_file, read_json, require_file
+from .common import LocalDataBuilderMixin, find_file, read_json
 
 __all__ = ["SomethingSomethingV2", "SomethingReader", "CARD_INFO", "annotation_files", "template_to_class",
            "read_label_map", "ssv2_features"]
@@ -54,14 +60,23 @@ SPLIT_NAMES = {"train": "something-something-v2-train.json", "validation": "some
                "test": "something-something-v2-test.json"}
 LABELS_NAME = "something-something-v2-labels.json"
 SUBDIRS = ("", "annotations", "labels")
+#: names inside the download's ``labels/`` folder
+SHORT_NAMES = {"train": "train.json", "validation": "validation.json", "test": "test.json", "labels": "labels.json"}
 FRAME_PATTERNS = ("%04d.jpg", "%05d.jpg", "img_%05d.jpg", "frame_%010d.jpg", "%06d.jpg")
 
 
-def annotation_files(data_dir: str | os.PathLike) -> dict[str, Path | None]:
-    root = Path(data_dir)
-    found = {s: find_file(root, [n], SUBDIRS) for s, n in SPLIT_NAMES.items()}
-    found["labels"] = find_file(root, [LABELS_NAME], SUBDIRS)
-    return found
+def annotation_files(data_dir: str | os.PathLike, annotations_dir: str | os.PathLike | None = None
+                     ) -> dict[str, Path | None]:
+    """The split lists and the labels file (None when absent); see the module docstring for where."""
+    if annotations_dir is not None:
+        root, subdirs, short_subdirs = Path(annotations_dir), ("",), ("",)
+        if not root.is_dir():
+            raise DataFormatError(root, "annotations folder not found (annotations_dir / --annotations-dir)")
+    else:
+        root, subdirs, short_subdirs = Path(data_dir), SUBDIRS, ("labels",)
+    long_names = {**SPLIT_NAMES, "labels": LABELS_NAME}
+    return {key: find_file(root, [name], subdirs) or find_file(root, [SHORT_NAMES[key]], short_subdirs)
+            for key, name in long_names.items()}
 
 
 def template_to_class(template: str) -> str:
@@ -137,23 +152,40 @@ def video_entries(path: Path, class_index: dict[str, int], labelled: bool, root:
         }
 
 
+@dataclass
+class SomethingSomethingV2Config(datasets.BuilderConfig):
+    """``data_dir`` = the videos' (or frame folders') root; ``annotations_dir`` = the label files' folder when
+    they are not inside ``data_dir``."""
+
+    annotations_dir: Optional[str] = None
+
+
 class SomethingSomethingV2(LocalDataBuilderMixin, datasets.GeneratorBasedBuilder):
     """Video-level metadata of Something-Something v2."""
 
     VERSION = datasets.Version("1.0.0")
+    BUILDER_CONFIG_CLASS = SomethingSomethingV2Config
     CARD = CARD_INFO
 
+    def _files(self) -> dict[str, Path | None]:
+        return annotation_files(self._data_dir(), self.config.annotations_dir)
+
     def _info(self) -> datasets.DatasetInfo:
-        labels = require_file(self._data_dir(), [LABELS_NAME], "Something-Something v2 labels file", SUBDIRS)
+        labels = self._files()["labels"]
+        if labels is None:
+            where = self.config.annotations_dir or self._data_dir()
+            raise FileNotFoundError(f"Something-Something v2 labels file not found; looked for {LABELS_NAME} in "
+                                    f"{where} (and annotations/, labels/) and labels/labels.json")
         return datasets.DatasetInfo(description=CARD_INFO["description"], citation=CARD_INFO["citation"],
                                     homepage=CARD_INFO["homepage"], license=CARD_INFO["license"],
                                     features=datasets.Features(ssv2_features(read_label_map(labels))))
 
     def _split_generators(self, dl_manager):
-        files = annotation_files(self._data_dir())
+        files = self._files()
         splits = [s for s in SPLIT_NAMES if files[s] is not None]
         if not splits:
-            raise FileNotFoundError(f"no {list(SPLIT_NAMES.values())} in {self._data_dir()} (or annotations/, labels/)")
+            where = self.config.annotations_dir or self._data_dir()
+            raise FileNotFoundError(f"no {list(SPLIT_NAMES.values())} in {where} (or annotations/, labels/)")
         return [datasets.SplitGenerator(name=s, gen_kwargs={"path": files[s], "split": s}) for s in splits]
 
     def _generate_examples(self, path: Path, split: str):
@@ -207,6 +239,38 @@ class SomethingReader(SampleReader):
             if video.is_file():
                 return VideoFrames(video)
         raise FileDecodeError(folders[0], f"no frame folder or video found (tried {[str(p) for p in folders + videos]})")
+
+    SOURCE_LAYOUT = {"rgb": "frames/<id>/0001.jpg, <id>/0001.jpg or 20bn-something-something-v2/<id>.webm "
+                            "(or videos/<id>.webm)"}
+
+    def missing_sources(self, dataset: datasets.Dataset, modalities: Sequence[str]) -> list[MissingSource]:
+        """The videos with neither a frame folder nor a ``.webm`` (one listing of each candidate folder).
+        Frames are needed for every modality (the boxes are normalised by the frame size)."""
+        if not {"rgb", "layout"} & set(modalities):
+            return []
+        columns = dataset.select_columns(["data_root", "video_id"]).to_dict()
+        listings: dict[Path, set[str]] = {}
+
+        def names(folder: Path) -> set[str]:
+            if folder not in listings:
+                try:
+                    listings[folder] = set(os.listdir(folder))
+                except OSError:
+                    listings[folder] = set()
+            return listings[folder]
+
+        rows_of: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for position, key in enumerate(zip(columns["data_root"], columns["video_id"])):
+            rows_of[key].append(position)
+        missing = []
+        for (root, video), rows in rows_of.items():
+            base = Path(root)
+            if any(video in names(base / d if d else base) for d in self.frame_dirs) or any(
+                    f"{video}.webm" in names(base / d if d else base) for d in self.video_dirs):
+                continue
+            for modality in [m for m in modalities if m in ("rgb", "layout")]:
+                missing.append(MissingSource(modality, video, "no frame folder or .webm video", list(rows)))
+        return missing
 
     def num_frames(self, row: dict) -> int:
         return self._store(row).num_frames()
