@@ -9,7 +9,9 @@ with its end-to-end time: the paper's point, visible.
 
 Environment: ``MMKD_MODEL``, ``MMKD_ENSEMBLE`` (override the ensemble folder, or ``none``),
 ``MMKD_MAX_UPLOAD_MB`` (50), ``MMKD_MAX_SECONDS`` (60), ``MMKD_CONCURRENCY`` (2), ``MMKD_EXAMPLES_DIR``,
-and gradio's ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT``.
+``MMKD_COMPUTE_DTYPE`` (the student's ``compute_dtype``: ``auto`` = bfloat16 on CPUs with native bfloat16 and
+on GPUs, float32 elsewhere; or ``float32`` / ``bfloat16`` / ``float16``), and gradio's
+``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT``.
 """
 
 from __future__ import annotations
@@ -65,9 +67,12 @@ def load_classifier(source: str):
     code shipped with the model: ``trust_remote_code=True``)."""
     from transformers import pipeline
 
+    # Without MMKD_COMPUTE_DTYPE the pipeline's default ("auto") applies; folders saved before the pipeline
+    # took `compute_dtype` would refuse the argument.
+    dtype = {"compute_dtype": os.environ["MMKD_COMPUTE_DTYPE"]} if os.environ.get("MMKD_COMPUTE_DTYPE") else {}
     if _package_available():
-        return pipeline("mmkd-video-classification", model=source)
-    return pipeline(model=source, trust_remote_code=True)
+        return pipeline("mmkd-video-classification", model=source, **dtype)
+    return pipeline(model=source, trust_remote_code=True, **dtype)
 
 
 def probe_clip(path: str, max_mb: float, max_seconds: float) -> dict[str, Any]:

@@ -25,7 +25,7 @@ def clip(tmp_path_factory):
 def classify(student):
     from transformers import pipeline
 
-    return pipeline("mmkd-video-classification", model=str(student))
+    return pipeline("mmkd-video-classification", model=str(student), compute_dtype="float32")
 
 
 def _manual_probabilities(student, clip, **views):
@@ -177,7 +177,7 @@ def test_remote_pipeline_without_the_package(tmp_path, student, clip, classify):
 import sys, json
 sys.modules["mmkd_hf"] = None  # the package is not importable: everything must come from the folder
 from transformers import pipeline
-classify = pipeline(model={str(folder)!r}, trust_remote_code=True)
+classify = pipeline(model={str(folder)!r}, trust_remote_code=True, compute_dtype="float32")
 print(json.dumps({{"cls": type(classify).__name__, "result": classify({str(clip)!r}, top_k=2)}}))
 """
     proc = run_python(code, env={"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"})

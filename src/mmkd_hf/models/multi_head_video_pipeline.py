@@ -12,6 +12,13 @@ to the stock pipeline for tensor logits and, for dict logits, returns **one rank
      "noun": [{"label": "cup", "score": 0.40}, ...],
      "action": [{"label": "take cup", "score": 0.25}, ...]}
 
+Compute dtype: ``compute_dtype="auto"`` (the default) runs a float32 model in bfloat16 on CPUs with native
+bfloat16 arithmetic (AVX512-BF16 or AMX) and on GPUs (float16 where bfloat16 is not supported), and keeps
+float32 elsewhere; ``compute_dtype="float32"`` keeps the reference precision. The chosen dtype is the
+pipeline's ``compute_dtype`` attribute::
+
+    >>> classify = pipeline("mmkd-video-classification", model="<user>/mmkd-student", compute_dtype="float32")
+
 Label names come from ``config.head_labels``. Scores are softmax probabilities, averaged over the views
 when ``num_clips * num_crops > 1``. For models with ``verb`` and ``noun`` heads but no ``action`` head (EPIC),
 the ``action`` list ranks verb x noun pairs by the product of their probabilities (the EPIC-KITCHENS
@@ -47,6 +54,48 @@ TASK = "mmkd-video-classification"
 REMOTE_TASK = "multi-head-video-classification"
 REMOTE_PIPELINE_FILE = "pipeline_mmkd_video.py"
 HEAD_ORDER = ("verb", "noun", "action")
+#: ``compute_dtype`` of a pipeline built without one (see :func:`resolve_compute_dtype`).
+DEFAULT_COMPUTE_DTYPE = "auto"
+_DTYPE_NAMES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def cpu_has_fast_bfloat16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX tiles), where bf16 beats fp32."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def resolve_compute_dtype(compute_dtype: str | torch.dtype | None, device: torch.device,
+                          model_dtype: torch.dtype) -> torch.dtype:
+    """The dtype a pipeline runs its model in.
+
+    Args:
+        compute_dtype: ``"auto"``: a float32 model runs in bfloat16 on a CPU with native bfloat16
+            (:func:`cpu_has_fast_bfloat16`) or a GPU supporting it, float16 on other GPUs, float32 otherwise;
+            a model loaded in another dtype (``pipeline(..., dtype=...)``) keeps it. ``None`` or ``"model"``:
+            the model's dtype. ``"float32"`` / ``"bfloat16"`` / ``"float16"`` or a ``torch.dtype``: that dtype.
+        device: The model's device.
+        model_dtype: The dtype of the model's parameters.
+
+    Raises:
+        ValueError: an unknown ``compute_dtype``.
+    """
+    if isinstance(compute_dtype, torch.dtype):
+        return compute_dtype
+    if compute_dtype in (None, "model"):
+        return model_dtype
+    if compute_dtype in _DTYPE_NAMES:
+        return _DTYPE_NAMES[compute_dtype]
+    if compute_dtype != "auto":
+        raise ValueError(f"compute_dtype must be 'auto', 'model', {sorted(_DTYPE_NAMES)} or a torch.dtype, "
+                         f"got {compute_dtype!r}")
+    if model_dtype != torch.float32:
+        return model_dtype
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and cpu_has_fast_bfloat16():
+        return torch.bfloat16
+    return torch.float32
 
 
 def head_probabilities(logits: torch.Tensor) -> torch.Tensor:
@@ -76,6 +125,12 @@ def action_from_verb_noun(verb: torch.Tensor, noun: torch.Tensor, verb_names: li
 class MultiHeadVideoClassificationPipeline(VideoClassificationPipeline):
     """``VideoClassificationPipeline`` that also understands dict (multi-head) logits.
 
+    Constructor argument (through ``pipeline(..., compute_dtype=...)``):
+        compute_dtype: ``"auto"`` (default), ``"model"``, ``"float32"``, ``"bfloat16"``, ``"float16"`` or a
+            ``torch.dtype`` (see :func:`resolve_compute_dtype`). The model is cast in place; the chosen dtype
+            is the ``compute_dtype`` attribute. Inputs stay float32 up to the model, which normalises them in
+            float32 and casts them itself.
+
     Call arguments (besides the stock ``top_k``, ``num_frames``, ``function_to_apply``):
         num_clips: Temporal clips per video (views along time), if the video processor supports it.
         num_crops: Spatial crops per clip (1 or 3), if the video processor supports it.
@@ -83,6 +138,13 @@ class MultiHeadVideoClassificationPipeline(VideoClassificationPipeline):
     Returns, for dict logits, ``{head: [{"label", "score"}, ...]}`` (plus ``"action"`` built from verb and
     noun when the model has no action head); for tensor logits, the stock list of ``{"label", "score"}``.
     """
+
+    def __init__(self, *args, compute_dtype: str | torch.dtype | None = DEFAULT_COMPUTE_DTYPE, **kwargs):
+        super().__init__(*args, **kwargs)
+        model_dtype = getattr(self.model, "dtype", torch.float32)
+        self.compute_dtype = resolve_compute_dtype(compute_dtype, self.model.device, model_dtype)
+        if self.compute_dtype != model_dtype:
+            self.model.to(self.compute_dtype)
 
     def check_model_type(self, supported_models):
         # Multi-head models of this package follow the `config.heads` contract; others go through the stock check.
@@ -106,7 +168,8 @@ class MultiHeadVideoClassificationPipeline(VideoClassificationPipeline):
     def preprocess(self, video, num_frames=None, frame_sampling_rate=1, num_clips=None, num_crops=None):
         views = {"num_clips": num_clips, "num_crops": num_crops}
         requested = {k: v for k, v in views.items() if v is not None}
-        if self.video_processor is None or not requested:
+        casts_itself = isinstance(getattr(self.model.config, "heads", None), dict)  # models of this package
+        if self.video_processor is None or not (requested or casts_itself):
             if requested:
                 raise ValueError("num_clips / num_crops need a video processor that supports them")
             return super().preprocess(video, num_frames=num_frames, frame_sampling_rate=frame_sampling_rate)
@@ -119,7 +182,8 @@ class MultiHeadVideoClassificationPipeline(VideoClassificationPipeline):
             num_frames = self.model.config.num_frames
         inputs = self.video_processor(video, num_frames=num_frames, do_sample_frames=True, return_tensors="pt",
                                       **requested)
-        return inputs.to(self.dtype)
+        # The models of this package normalise float32 clips and cast them to their dtype themselves.
+        return inputs if casts_itself else inputs.to(self.dtype)
 
     def postprocess(self, model_outputs, top_k=5, function_to_apply=None):
         logits = model_outputs["logits"]
@@ -208,12 +272,15 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 __all__ = [
+    "DEFAULT_COMPUTE_DTYPE",
     "REMOTE_PIPELINE_FILE",
     "REMOTE_TASK",
     "TASK",
     "MultiHeadVideoClassificationPipeline",
     "add_remote_pipeline",
     "copy_pipeline_code",
+    "cpu_has_fast_bfloat16",
     "register_pipeline",
     "remote_pipeline_declaration",
+    "resolve_compute_dtype",
 ]

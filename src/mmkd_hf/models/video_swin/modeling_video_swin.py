@@ -8,9 +8,11 @@ load 1:1 into :class:`VideoSwinForVideoClassification`:
 attn.relative_position_bias_table, attn.relative_position_index, norm2, mlp.fc1, mlp.fc2}``,
 ``backbone.layers.<stage>.downsample.{norm,reduction}``, ``backbone.norm`` and ``classifiers.<head>``.
 
-Tensors inside the backbone are channels-last ``[N, T, H, W, C]``. Window attention runs through
-``torch.nn.functional.scaled_dot_product_attention`` with the relative-position bias (plus the
-shifted-window mask) as an additive ``attn_mask``.
+Tensors inside the backbone are channels-last ``[N, T, H, W, C]``. Window attention (``window_attention.py``)
+runs through ``torch.nn.functional.scaled_dot_product_attention`` with the relative-position bias (plus the
+shifted-window mask) as an additive ``attn_mask`` in the compute dtype. The model runs in the dtype of its
+parameters (e.g. ``from_pretrained(..., dtype=torch.bfloat16)``); clips are scaled and normalised in float32
+and cast to it inside ``forward``.
 
 This folder is self-contained (relative imports, torch and transformers only) so that ``save_pretrained``
 can ship it for ``trust_remote_code=True``.
@@ -32,12 +34,16 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.utils import ModelOutput
 
 from .configuration_video_swin import VideoSwinConfig
-
-# Added to attention scores between tokens that a shifted window brings together from different regions.
-SHIFTED_WINDOW_MASK_VALUE = -100.0
-
-Triple = tuple[int, int, int]
-
+from .window_attention import (
+    Triple,
+    VideoSwinWindowAttention,
+    effective_window_and_shift,
+    padding_to_multiple,
+    relative_position_index,
+    shifted_window_mask,
+    window_merge,
+    window_partition,
+)
 
 # ----------------------------------------------------------------------------------------------------------
 # Pure helpers
@@ -52,94 +58,6 @@ def drop_path_rates(drop_path_rate: float, num_blocks: int) -> list[float]:
     if num_blocks == 1:
         return [0.0]
     return [drop_path_rate * index / (num_blocks - 1) for index in range(num_blocks)]
-
-
-def effective_window_and_shift(
-    feature_size: Triple, window_size: Triple, shift_size: Triple
-) -> tuple[Triple, Triple]:
-    """Shrinks the window to the feature map, and drops the shift, on every axis where size <= window.
-
-    Args:
-        feature_size: (T, H, W) of the un-padded feature map.
-        window_size: Configured window (T, H, W).
-        shift_size: Configured shift (T, H, W), 0 or window // 2.
-
-    Returns:
-        The ``(window, shift)`` the block really uses, as in the original ``get_window_size``.
-    """
-    window = tuple(size if size <= win else win for size, win in zip(feature_size, window_size))
-    shift = tuple(0 if size <= win else sh for size, win, sh in zip(feature_size, window_size, shift_size))
-    return window, shift
-
-
-def padding_to_multiple(size: Triple, multiple: Triple) -> Triple:
-    """Zeros to add after each of (T, H, W) so that every axis becomes a multiple of ``multiple``."""
-    return tuple((-length) % step for length, step in zip(size, multiple))
-
-
-def relative_position_index(window_size: Triple) -> torch.Tensor:
-    """Index into the relative-position bias table for every (query, key) pair of a 3-D window.
-
-    Tokens are ordered (t, h, w) row-major. The relative offset (dt, dh, dw) of a pair, each shifted to start
-    at 0, is flattened with strides ((2Wh-1)(2Ww-1), 2Ww-1, 1) into one of (2Wt-1)(2Wh-1)(2Ww-1) rows.
-
-    Returns:
-        Long tensor ``[Wt*Wh*Ww, Wt*Wh*Ww]``.
-    """
-    wt, wh, ww = window_size
-    grid_t, grid_h, grid_w = torch.meshgrid(
-        torch.arange(wt), torch.arange(wh), torch.arange(ww), indexing="ij"
-    )
-    coords = torch.stack([grid_t.flatten(), grid_h.flatten(), grid_w.flatten()])  # [3, N]
-    offsets = coords[:, :, None] - coords[:, None, :]  # [3, N, N], query minus key
-    offset_t = offsets[0] + (wt - 1)
-    offset_h = offsets[1] + (wh - 1)
-    offset_w = offsets[2] + (ww - 1)
-    return offset_t * (2 * wh - 1) * (2 * ww - 1) + offset_h * (2 * ww - 1) + offset_w
-
-
-def window_partition(x: torch.Tensor, window: Triple) -> torch.Tensor:
-    """Splits ``[B, T, H, W, C]`` (each axis a multiple of the window) into ``[B, num_windows, tokens, C]``."""
-    b, t, h, w, c = x.shape
-    wt, wh, ww = window
-    x = x.view(b, t // wt, wt, h // wh, wh, w // ww, ww, c)
-    x = x.permute(0, 1, 3, 5, 2, 4, 6, 7)  # B, nT, nH, nW, wt, wh, ww, C
-    return x.reshape(b, -1, wt * wh * ww, c)
-
-
-def window_merge(windows: torch.Tensor, window: Triple, padded_size: Triple) -> torch.Tensor:
-    """Inverse of :func:`window_partition`: ``[B, num_windows, tokens, C]`` -> ``[B, T, H, W, C]``."""
-    b, _, _, c = windows.shape
-    t, h, w = padded_size
-    wt, wh, ww = window
-    x = windows.view(b, t // wt, h // wh, w // ww, wt, wh, ww, c)
-    x = x.permute(0, 1, 4, 2, 5, 3, 6, 7)  # B, nT, wt, nH, wh, nW, ww, C
-    return x.reshape(b, t, h, w, c)
-
-
-def shifted_window_mask(padded_size: Triple, window: Triple, shift: Triple, device: torch.device) -> torch.Tensor:
-    """Additive mask that keeps a shifted window from mixing tokens of different regions.
-
-    After the cyclic roll by ``-shift`` every axis of length L splits into regions [0, L - window),
-    [L - window, L - shift) and [L - shift, L) (a single region when the shift is 0). Two tokens of the same
-    window may attend to each other only if they lie in the same region on all three axes.
-
-    Returns:
-        Float tensor ``[num_windows, tokens, tokens]`` holding 0 (allowed) or -100 (masked).
-    """
-    region_ids = []
-    for length, win, sh in zip(padded_size, window, shift):
-        position = torch.arange(length, device=device)
-        if sh > 0:
-            region_ids.append((position >= length - win).long() + (position >= length - sh).long())
-        else:
-            region_ids.append(torch.zeros_like(position))
-    region = (
-        region_ids[0][:, None, None] * 9 + region_ids[1][None, :, None] * 3 + region_ids[2][None, None, :]
-    )  # [T, H, W], one id in 0..26 per position
-    region_windows = window_partition(region[None, ..., None], window)[0, ..., 0]  # [num_windows, tokens]
-    different = region_windows[:, :, None] != region_windows[:, None, :]
-    return different.float() * SHIFTED_WINDOW_MASK_VALUE
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -185,79 +103,6 @@ class VideoSwinPatchEmbedding(nn.Module):
         if self.norm is not None:
             x = self.norm(x)
         return x
-
-
-class VideoSwinWindowAttention(nn.Module):
-    """Multi-head self-attention inside 3-D windows with a learned relative-position bias."""
-
-    def __init__(self, config: VideoSwinConfig, dim: int, num_heads: int) -> None:
-        super().__init__()
-        self.num_heads = num_heads
-        self.window_size = tuple(config.window_size)
-        self.attn_drop_rate = config.attn_drop_rate
-        wt, wh, ww = self.window_size
-        self.relative_position_bias_table = nn.Parameter(
-            torch.zeros((2 * wt - 1) * (2 * wh - 1) * (2 * ww - 1), num_heads)
-        )
-        self.register_buffer("relative_position_index", relative_position_index(self.window_size), persistent=True)
-        self.qkv = nn.Linear(dim, dim * 3, bias=config.qkv_bias)
-        self.proj = nn.Linear(dim, dim)
-        self.proj_drop = nn.Dropout(config.drop_rate)
-        self._bias_cache: tuple | None = None
-        init.trunc_normal_(self.relative_position_bias_table, std=0.02)
-
-    def relative_position_bias(self, num_tokens: int) -> torch.Tensor:
-        """Bias ``[heads, tokens, tokens]`` for a window of ``num_tokens`` tokens.
-
-        A shrunk window takes the top-left ``num_tokens x num_tokens`` block of the full index, exactly as
-        the original (and torchvision); that is exact when only the leading (temporal) axis shrinks.
-        Without autograd (evaluation, frozen teachers) the gathered bias is cached until the table changes.
-        """
-        table = self.relative_position_bias_table
-        use_cache = not torch.is_grad_enabled() and not torch.compiler.is_compiling()
-        if use_cache:
-            key = (num_tokens, table._version, table.data_ptr(), table.device, table.dtype)
-            if self._bias_cache is not None and self._bias_cache[0] == key:
-                return self._bias_cache[1]
-        index = self.relative_position_index[:num_tokens, :num_tokens].reshape(-1)
-        bias = table[index].view(num_tokens, num_tokens, self.num_heads).permute(2, 0, 1).contiguous()
-        if use_cache:
-            self._bias_cache = (key, bias)
-        return bias
-
-    def forward(self, windows: torch.Tensor, region_mask: torch.Tensor | None) -> torch.Tensor:
-        """Attends within each window.
-
-        Args:
-            windows: ``[B, num_windows, tokens, C]``.
-            region_mask: ``[num_windows, tokens, tokens]`` shifted-window mask, or None without shift.
-
-        Returns:
-            ``[B, num_windows, tokens, C]``.
-        """
-        b, num_windows, num_tokens, c = windows.shape
-        head_dim = c // self.num_heads
-        qkv = self.qkv(windows).view(b, num_windows, num_tokens, 3, self.num_heads, head_dim)
-        qkv = qkv.permute(3, 0, 1, 4, 2, 5)  # [3, B, windows, heads, N, head_dim], a view
-        bias = self.relative_position_bias(num_tokens)  # [heads, N, N]
-        if region_mask is None or b == 1:
-            # Windows fold into the batch axis (views, no copy); the mask has one entry per window.
-            query, key, value = (qkv[i].flatten(0, 1) for i in range(3))
-            attn_mask = bias.unsqueeze(0) if region_mask is None else region_mask.unsqueeze(1) + bias
-        else:
-            # Windows join the heads axis so that the per-window mask broadcasts over the batch.
-            heads = num_windows * self.num_heads
-            query, key, value = (qkv[i].reshape(b, heads, num_tokens, head_dim) for i in range(3))
-            attn_mask = (region_mask.unsqueeze(1) + bias).view(1, heads, num_tokens, num_tokens)
-        attended = F.scaled_dot_product_attention(
-            query,
-            key,
-            value,
-            attn_mask=attn_mask.to(query.dtype),
-            dropout_p=self.attn_drop_rate if self.training else 0.0,
-        )
-        attended = attended.view(b, num_windows, self.num_heads, num_tokens, head_dim).transpose(2, 3)
-        return self.proj_drop(self.proj(attended.reshape(b, num_windows, num_tokens, c)))
 
 
 class VideoSwinMlp(nn.Module):
@@ -541,7 +386,9 @@ class VideoSwinModel(VideoSwinPreTrainedModel):
 
         Args:
             pixel_values: ``[B, T, C, H, W]`` or ``[B, V, T, C, H, W]`` (views are folded into the batch):
-                floats in [0, 1], or uint8 in 0-255 (divided by 255 here, on the model's device).
+                floats in [0, 1], or uint8 in 0-255 (divided by 255 here, on the model's device). Scaling and
+                normalisation run in at least float32; the result is cast to the parameters' dtype (a model
+                loaded with ``dtype=torch.bfloat16`` takes the same float32 or uint8 clips).
             output_hidden_states: Also return the patch embedding and every stage's output.
             return_dict: Return a ``BaseModelOutputWithPooling`` (default) or a tuple.
 
@@ -555,11 +402,15 @@ class VideoSwinModel(VideoSwinPreTrainedModel):
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         self.check_input(pixel_values)
         frames, _ = _flatten_views(pixel_values)
+        compute_dtype = self.patch_embed.proj.weight.dtype
         if frames.dtype == torch.uint8:  # 0-255 clips (the data pipeline's frames_dtype="uint8")
-            frames = frames.to(self.dtype).div_(255.0)
+            frames = frames.to(torch.promote_types(compute_dtype, torch.float32)).div_(255.0)
+        elif frames.dtype in (torch.float16, torch.bfloat16):
+            frames = frames.float()
         frames = self.adapt_channels(frames)
         if self.config.normalize_inputs:
             frames = self.normalize(frames)
+        frames = frames.to(compute_dtype)  # e.g. float clips into a model loaded with dtype=torch.bfloat16
         x = self.patch_embed(frames.transpose(1, 2))  # [N, C, T, H, W] -> [N, T', H', W', D]
         x = self.pos_drop(x)
         hidden_states = [x] if output_hidden_states else None
