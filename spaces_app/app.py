@@ -8,7 +8,8 @@ and, for them, the teacher ensemble (which also sees flow, audio and object boxe
 with its end-to-end time: the paper's point, visible.
 
 Environment: ``MMKD_MODEL``, ``MMKD_ENSEMBLE`` (override the ensemble folder, or ``none``),
-``MMKD_MAX_UPLOAD_MB`` (50), ``MMKD_MAX_SECONDS`` (60), ``MMKD_CONCURRENCY`` (2), ``MMKD_EXAMPLES_DIR``,
+``MMKD_MAX_UPLOAD_MB`` (50), ``MMKD_MAX_SECONDS`` (60), ``MMKD_MAX_PIXELS`` (1920*1080 = 2073600 pixels per
+frame), ``MMKD_MAX_FRAMES`` (3600), ``MMKD_CONCURRENCY`` (2), ``MMKD_EXAMPLES_DIR``,
 ``MMKD_COMPUTE_DTYPE`` (the student's ``compute_dtype``: ``auto`` = bfloat16 on CPUs with native bfloat16 and
 on GPUs, float32 elsewhere; or ``float32`` / ``bfloat16`` / ``float16``), and gradio's
 ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT``.
@@ -37,6 +38,8 @@ VIEW_CHOICES = {
     "6 views (2 clips x 3 crops)": (2, 3),
 }
 TOP_K = 5
+DEFAULT_MAX_PIXELS = 1920 * 1080  # per frame
+DEFAULT_MAX_FRAMES = 3600  # 60 s at 60 frames per second
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -75,11 +78,15 @@ def load_classifier(source: str):
     return pipeline(model=source, trust_remote_code=True, **dtype)
 
 
-def probe_clip(path: str, max_mb: float, max_seconds: float) -> dict[str, Any]:
-    """Checks an upload before decoding it: type, size, a video stream, duration.
+def probe_clip(path: str, max_mb: float, max_seconds: float, max_pixels: int = DEFAULT_MAX_PIXELS,
+               max_frames: int = DEFAULT_MAX_FRAMES) -> dict[str, Any]:
+    """Checks an upload before decoding any frame: type, file size, a video stream, pixels per frame (from the
+    stream's codec parameters), then frames and duration. Those two are read from the container's metadata
+    when present and always counted from the stream itself by demuxing its packets (no decoding), stopping as
+    soon as a limit is passed, so a file without (or with false) duration metadata cannot get past them.
 
     Raises:
-        ClipError: with the reason, for the user.
+        ClipError: with the limit and the clip's value, for the user.
     """
     import av
 
@@ -90,22 +97,62 @@ def probe_clip(path: str, max_mb: float, max_seconds: float) -> dict[str, Any]:
     if size_mb > max_mb:
         raise ClipError(f"the file is {size_mb:.1f} MB; the limit is {max_mb:g} MB")
     try:
-        with av.open(str(file)) as container:
+        # skip_frame=all: FFmpeg's stream probing would otherwise decode the first frames, at any size.
+        with av.open(str(file), options={"skip_frame": "all"}) as container:
             if not container.streams.video:
                 raise ClipError("the file has no video stream")
             stream = container.streams.video[0]
+            width, height = stream.codec_context.width, stream.codec_context.height
+            if not width or not height:
+                raise ClipError("the video stream does not declare its frame size")
+            if width * height > max_pixels:
+                raise ClipError(f"the frames are {width}x{height} ({width * height:,} pixels); the limit is "
+                                f"{max_pixels:,} pixels per frame (e.g. 1920x1080)")
             seconds = None
             if container.duration:
                 seconds = container.duration / 1_000_000
             elif stream.duration and stream.time_base:
                 seconds = float(stream.duration * stream.time_base)
+            if seconds is not None and seconds > max_seconds:
+                raise ClipError(f"the clip lasts {seconds:.1f} s; the limit is {max_seconds:g} s")
+            if stream.frames and stream.frames > max_frames:
+                raise ClipError(f"the clip has {stream.frames} frames; the limit is {max_frames} frames")
+            frames, counted = count_stream(container, stream, max_seconds, max_frames)
     except ClipError:
         raise
     except Exception as err:  # PyAV raises many FFmpeg error types for damaged files
         raise ClipError(f"the file could not be read as a video ({type(err).__name__}); it may be corrupt") from err
-    if seconds is not None and seconds > max_seconds:
-        raise ClipError(f"the clip lasts {seconds:.1f} s; the limit is {max_seconds:g} s")
-    return {"size_mb": size_mb, "seconds": seconds}
+    if frames == 0:
+        raise ClipError("the video stream has no frames")
+    return {"size_mb": size_mb, "seconds": seconds if seconds is not None else counted, "frames": frames,
+            "width": width, "height": height}
+
+
+def count_stream(container: Any, stream: Any, max_seconds: float, max_frames: int) -> tuple[int, float]:
+    """(frames, seconds) of a video stream, counted from its packets without decoding them.
+
+    Raises:
+        ClipError: as soon as the count passes ``max_frames`` or the packets' timestamps span more than
+            ``max_seconds``.
+    """
+    frames, first, end = 0, None, None
+    time_base = float(stream.time_base) if stream.time_base else None
+    for packet in container.demux(stream):
+        if packet.size == 0:  # the demuxer's final empty packet
+            continue
+        frames += 1
+        if frames > max_frames:
+            raise ClipError(f"the clip has more than {max_frames} frames (counted in its stream); the limit is "
+                            f"{max_frames} frames")
+        if packet.pts is not None and time_base:
+            start = packet.pts * time_base
+            stop = start + (packet.duration or 0) * time_base
+            first = start if first is None else min(first, start)
+            end = stop if end is None else max(end, stop)
+            if end - first > max_seconds:
+                raise ClipError(f"the clip lasts at least {end - first:.1f} s (read from its stream); the limit "
+                                f"is {max_seconds:g} s")
+    return frames, (end - first) if first is not None else 0.0
 
 
 def to_label(items: list[dict[str, Any]]) -> dict[str, float]:
@@ -255,10 +302,15 @@ class SpaceApp:
     """Holds the loaded models; :meth:`predict` is the Space's one endpoint."""
 
     def __init__(self, source: str | None, examples_dir: Path | None = None,
-                 max_mb: float | None = None, max_seconds: float | None = None):
+                 max_mb: float | None = None, max_seconds: float | None = None, max_pixels: int | None = None,
+                 max_frames: int | None = None):
         self.source = source
         self.max_mb = float(max_mb if max_mb is not None else os.environ.get("MMKD_MAX_UPLOAD_MB", 50))
         self.max_seconds = float(max_seconds if max_seconds is not None else os.environ.get("MMKD_MAX_SECONDS", 60))
+        self.max_pixels = int(max_pixels if max_pixels is not None
+                              else os.environ.get("MMKD_MAX_PIXELS", DEFAULT_MAX_PIXELS))
+        self.max_frames = int(max_frames if max_frames is not None
+                              else os.environ.get("MMKD_MAX_FRAMES", DEFAULT_MAX_FRAMES))
         self.examples_dir = Path(examples_dir or os.environ.get("MMKD_EXAMPLES_DIR")
                                  or Path(tempfile.gettempdir()) / "mmkd-space-examples")
         self._lock = threading.Lock()  # one inference at a time: the pipeline object is not re-entrant
@@ -293,7 +345,7 @@ class SpaceApp:
             raise gr.Error(f"unknown views setting {views!r}; choose one of {list(VIEW_CHOICES)}")
         num_clips, num_crops = VIEW_CHOICES[views]
         try:
-            probe = probe_clip(video, self.max_mb, self.max_seconds)
+            probe = probe_clip(video, self.max_mb, self.max_seconds, self.max_pixels, self.max_frames)
             with self._lock:
                 started = time.perf_counter()
                 result = self.classifier(video, top_k=TOP_K, num_clips=num_clips, num_crops=num_crops)

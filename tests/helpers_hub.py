@@ -55,12 +55,13 @@ def save_tiny_student(folder: Path, seed: int = 0, **overrides) -> Path:
 
 
 def write_clip(path: Path, num_frames: int = 16, height: int = 64, width: int = 64, codec: str = "libx264",
-               fps: int = 8) -> Path:
-    """Writes a small clip (red grows with x, green with y, blue falls with time) with PyAV (h264 mp4 by default, ``libvpx`` for webm)."""
+               fps: int = 8, container_options: dict[str, str] | None = None) -> Path:
+    """Writes a small clip (red grows with x, green with y, blue falls with time) with PyAV (h264 mp4 by default,
+    ``libvpx`` for webm). ``container_options`` go to the muxer (e.g. ``{"live": "1"}``: a webm without duration)."""
     import av
 
     path = Path(path)
-    with av.open(str(path), "w") as container:
+    with av.open(str(path), "w", options=container_options or {}) as container:
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         ys, xs = np.mgrid[0:height, 0:width]
@@ -81,3 +82,22 @@ def run_python(code: str, env: dict[str, str], timeout: float = 180.0) -> subpro
     full_env.update(env)
     return subprocess.run([sys.executable, "-c", code], env=full_env, capture_output=True, text=True,
                           timeout=timeout, cwd=str(REPO_ROOT))
+
+
+def write_blank_clip(path: Path, width: int, height: int, num_frames: int = 2, fps: int = 8) -> Path:
+    """A clip of black frames of any size, cheap to encode (H.264 ``ultrafast``: 8192x8192 frames give ~100 KB)."""
+    import av
+
+    path = Path(path)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps, options={"preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        frame = av.VideoFrame(width, height, "yuv420p")
+        for plane in frame.planes:
+            plane.update(bytes(plane.buffer_size))
+        for _ in range(num_frames):
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path

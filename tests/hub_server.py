@@ -15,6 +15,18 @@ Permissions: write calls need a known token (401 otherwise) and a namespace equa
 one of its organisations (403 otherwise). Private repos are visible to their owner only (404
 ``RepoNotFound`` for anyone else, as on the Hub). A commit is applied in one step, or not at all.
 
+Creating a repo that exists answers 409 with a JSON body carrying the repo's ``url``, as the Hub does (that
+is what ``create_repo(exist_ok=True)`` reads); ``delete_repo`` is served too.
+
+Faults, for tests of what a client does when the network or the server misbehaves: :meth:`FakeHub.inject`
+makes the N-th request matching a method / path pattern (and the ``times - 1`` matching requests after it) fail
+in one of these ways:
+
+* ``"refuse"``: the connection is reset before the request is read (nothing is applied);
+* ``"drop"``: the request is read, nothing is applied, and the connection is closed without an answer;
+* ``"drop-after-apply"``: the request is applied, then the connection is closed without an answer;
+* ``"500"`` / ``"500-after-apply"``: an HTTP 500 answer, before / after applying the request.
+
 Bounded: request bodies above ``max_body_bytes`` are refused (413), the server thread is a daemon and
 the server shuts itself down after ``lifetime_s`` seconds even if a test forgets to stop it.
 
@@ -28,8 +40,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import re
+import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -48,6 +63,7 @@ _TYPE = r"(?P<type>models|datasets|spaces)"
 _ROUTES: list[tuple[str, re.Pattern]] = [
     ("whoami", re.compile(r"^/api/whoami-v2$")),
     ("create_repo", re.compile(r"^/api/repos/create$")),
+    ("delete_repo", re.compile(r"^/api/repos/delete$")),
     ("validate_yaml", re.compile(r"^/api/validate-yaml$")),
     ("xet_token", re.compile(rf"^/api/{_TYPE}/{_REPO}/xet-(?:read|write)-token(?:/.*)?$")),
     ("preupload", re.compile(rf"^/api/{_TYPE}/{_REPO}/preupload/(?P<rev>[^/]+)$")),
@@ -89,9 +105,36 @@ class Repo:
 class HubError(Exception):
     """An HTTP error answered with the Hub's error headers."""
 
-    def __init__(self, status: int, message: str, code: str | None = None, commit: str | None = None):
+    def __init__(self, status: int, message: str, code: str | None = None, commit: str | None = None,
+                 body: dict | None = None):
         super().__init__(message)
         self.status, self.message, self.code, self.commit = status, message, code, commit
+        self.body = body or {}
+
+
+FAULTS = ("refuse", "drop", "drop-after-apply", "500", "500-after-apply")
+
+
+@dataclass
+class Fault:
+    """Fails the ``nth`` .. ``nth + times - 1`` requests that match ``method`` and the ``path`` pattern."""
+
+    kind: str
+    nth: int = 1
+    times: int = 1
+    method: str | None = None
+    path: str | None = None
+    seen: int = 0
+    fired: int = 0
+
+    def take(self, method: str, path: str) -> bool:
+        if (self.method and method != self.method) or (self.path and not re.search(self.path, path)):
+            return False
+        self.seen += 1
+        if self.seen >= self.nth and self.fired < self.times:
+            self.fired += 1
+            return True
+        return False
 
 
 class FakeHub:
@@ -117,7 +160,8 @@ class FakeHub:
         self.lifetime_s = lifetime_s
         self.repos: dict[tuple[str, str], Repo] = {}
         self.lfs_store: dict[str, bytes] = {}
-        self.requests: list[tuple[str, str, int]] = []  # (method, path, status), for assertions
+        self.requests: list[tuple[str, str, int]] = []  # (method, path, status; 0 = no answer), for assertions
+        self.faults: list[Fault] = []
         self._lock = threading.RLock()
         self._commit_counter = 0
         self._server: ThreadingHTTPServer | None = None
@@ -169,6 +213,28 @@ class FakeHub:
     def commit_count(self, repo_id: str, repo_type: str = "model") -> int:
         """Number of commits, the initial ``.gitattributes`` commit included."""
         return len(self._repo(repo_type, repo_id, user=None, owner_view=True).commits)
+
+    def inject(self, kind: str, *, nth: int = 1, times: int = 1, method: str | None = None,
+               path: str | None = None) -> Fault:
+        """Makes the ``nth`` request matching ``method`` / ``path`` (a regex searched in the URL path) and the
+        ``times - 1`` matching requests after it fail with ``kind`` (one of :data:`FAULTS`)."""
+        if kind not in FAULTS:
+            raise ValueError(f"unknown fault {kind!r}; choose one of {FAULTS}")
+        fault = Fault(kind, nth=nth, times=times, method=method, path=path)
+        with self._lock:
+            self.faults.append(fault)
+        return fault
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self.faults.clear()
+
+    def _take_fault(self, method: str, path: str) -> str | None:
+        with self._lock:
+            for fault in self.faults:
+                if fault.take(method, path):
+                    return fault.kind
+        return None
 
     # ------------------------------------------------------------------ state logic
     def user_for(self, authorization: str | None) -> str | None:
@@ -224,8 +290,9 @@ class FakeHub:
         self.require_write(user, namespace, f"create a {repo_type}")
         repo_id = f"{namespace}/{name}"
         with self._lock:
-            if (repo_type, repo_id) in self.repos:
-                raise HubError(409, f"You already created this {repo_type} repo")
+            if (repo_type, repo_id) in self.repos:  # the Hub's answer: 409 with the existing repo's url
+                url = f"{self.url}/{URL_PREFIX[repo_type]}{repo_id}"
+                raise HubError(409, f"You already created this {repo_type} repo", body={"url": url})
             private = payload.get("visibility") == "private" or bool(payload.get("private"))
             repo = Repo(repo_type=repo_type, repo_id=repo_id, private=private)
             first = self._new_commit_id(repo_id.encode())
@@ -233,6 +300,15 @@ class FakeHub:
             repo.branches["main"] = first
             self.repos[(repo_type, repo_id)] = repo
         return {"url": f"{self.url}/{URL_PREFIX[repo_type]}{repo_id}", "name": repo_id, "id": repo_id}
+
+    def delete_repo(self, user: str, payload: dict) -> None:
+        name, organization = payload.get("name"), payload.get("organization")
+        namespace = organization or user
+        repo_type = payload.get("type") or "model"
+        self.require_write(user, namespace, f"delete a {repo_type}")
+        with self._lock:
+            if self.repos.pop((repo_type, f"{namespace}/{name}"), None) is None:
+                raise HubError(404, f"Repository {namespace}/{name} not found", code="RepoNotFound")
 
     def preupload(self, repo: Repo, revision: str, payload: dict) -> dict:
         files = self._commit_files(repo, revision)
@@ -410,6 +486,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_PUT(self):
         self._dispatch("PUT")
 
+    def do_DELETE(self):
+        self._dispatch("DELETE")
+
     # ------------------------------------------------------------------
     def _body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
@@ -448,8 +527,37 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_json(self, obj, status: int = 200, method: str = "GET") -> None:
         self._send(status, json.dumps(obj).encode(), {"Content-Type": "application/json"}, method)
 
+    def _send_500(self, method: str) -> None:
+        message = "Internal Error (injected)"
+        self._send(500, json.dumps({"error": message}).encode(), {"X-Error-Message": message}, method)
+
     def _dispatch(self, method: str) -> None:
         split = urlsplit(self.path)
+        fault = self.state._take_fault(method, split.path)
+        if fault in ("refuse", "drop", "500"):  # nothing is applied
+            if fault == "refuse":  # a reset (RST) instead of an orderly close, before anything is read
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            else:
+                self._body()
+            if fault == "500":
+                self._send_500(method)
+            self.close_connection = True
+            with self.state._lock:
+                self.state.requests.append((method, split.path, 500 if fault == "500" else 0))
+            return
+        if fault in ("drop-after-apply", "500-after-apply"):
+            real, self.wfile = self.wfile, io.BytesIO()  # apply the request, throw its answer away
+            try:
+                self._handle(method, split)
+            finally:
+                self.wfile = real
+            if fault == "500-after-apply":
+                self._send_500(method)
+            self.close_connection = True
+            return
+        self._handle(method, split)
+
+    def _handle(self, method: str, split) -> None:
         status = 500
         try:
             for name, pattern in _ROUTES:
@@ -466,7 +574,7 @@ class _Handler(BaseHTTPRequestHandler):
                 headers["X-Error-Code"] = err.code
             if err.commit:
                 headers["X-Repo-Commit"] = err.commit
-            self._send(err.status, json.dumps({"error": err.message}).encode(), headers, method)
+            self._send(err.status, json.dumps({"error": err.message, **err.body}).encode(), headers, method)
         except Exception as err:  # a bug in the fake: report it to the client as a 500
             self._send(500, json.dumps({"error": f"FakeHub internal error: {err!r}"}).encode(), {}, method)
         finally:
@@ -495,6 +603,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _route_create_repo(self, method, match, query):
         user = self.state.require_user(self.headers.get("Authorization"))
         self._send_json(self.state.create_repo(user, self._json_body()), method=method)
+
+    def _route_delete_repo(self, method, match, query):
+        if method != "DELETE":
+            raise HubError(405, "use DELETE")
+        user = self.state.require_user(self.headers.get("Authorization"))
+        self.state.delete_repo(user, self._json_body())
+        self._send_json({}, method=method)
 
     def _route_validate_yaml(self, method, match, query):
         payload = self._json_body()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 
 import pytest
 import torch
@@ -265,3 +266,104 @@ def test_push_to_an_organisation_and_datasets_as_parquet(run_dir, hub, tmp_path,
     assert pq.read_table(path).to_pydict()["segment_id"] == ["a", "b", "c"]
     readme = hub.resolve(hub.repos[("model", "kitchen-lab/mmkd-student")], "main", "README.md")[2].decode()
     assert "kitchen-lab/mmkd-mini-kitchens" in readme  # the card links the pushed dataset
+
+
+# ---------------------------------------------------------------------------------------------- network faults
+FAST_RETRY = {"attempts": 3, "first_wait_s": 0.01, "max_wait_s": 0.02}
+
+
+@pytest.fixture
+def faulty_hub(monkeypatch):
+    """A fresh fake Hub per test (faults are injected into it) and plain LFS uploads."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)
+    with FakeHub(tokens=TOKENS) as server:
+        yield server
+
+
+def _push(run_dir, hub, **kwargs):
+    from mmkd_hf.hub.push import RetryPolicy, push_run
+
+    kwargs.setdefault("units", ["student"])
+    return push_run(run_dir, "alice", token="hf_alice", endpoint=hub.url, retry=RetryPolicy(**FAST_RETRY),
+                    log=lambda *a: None, **kwargs)
+
+
+def _commits_posted(hub, since=0):
+    return [path for method, path, _ in hub.requests[since:] if method == "POST" and "/commit/" in path]
+
+
+def test_dropped_connections_mid_push_are_retried(run_dir, faulty_hub):
+    hub = faulty_hub
+    hub.inject("drop", method="PUT", path="^/_lfs/upload/")  # a weights upload: retried by huggingface_hub
+    hub.inject("drop", method="POST", path="/commit/")  # the commit, never applied: retried after a read-back
+    hub.inject("500", method="POST", path="^/api/repos/create$")  # a 5xx before anything was applied
+    hub.inject("refuse", method="GET", path="^/api/whoami")
+    [record] = _push(run_dir, hub)
+    assert record.changed and hub.commit_count("alice/mmkd-student") == 2
+    assert "model.safetensors" in hub.file_paths("alice/mmkd-student")
+    unanswered = [method for method, path, status in hub.requests if status == 0]
+    assert unanswered == ["GET", "PUT", "POST"]
+    assert ("POST", "/api/repos/create", 500) in hub.requests
+    assert len(_commits_posted(hub)) == 2
+
+
+def test_refused_connections_give_one_line_and_leave_no_empty_repo(run_dir, faulty_hub, tmp_path, capsys):
+    from mmkd_hf.hub.push import PushError, main
+
+    hub = faulty_hub
+    hub.inject("refuse", method="POST", path="/commit/", times=100)
+    with pytest.raises(PushError) as info:
+        _push(run_dir, hub)
+    message = str(info.value)
+    assert "\n" not in message and "Traceback" not in message
+    assert "alice/mmkd-student" in message and "deleted again" in message and "run the same command again" in message
+    assert ("model", "alice/mmkd-student") not in hub.repos  # the repo created for the push is gone
+    assert len(_commits_posted(hub)) == FAST_RETRY["attempts"]
+
+    # Nothing listening at all: the first request fails, nothing is created, the CLI prints one line.
+    capsys.readouterr()  # forget the progress bars of the push above
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    assert main(["--run", str(run_dir), "--namespace", "alice", "--token", "hf_alice", "--endpoint", closed_url,
+                 "--units", "student", "--retries", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cannot reach the Hub" in err and "nothing was created" in err
+
+
+@pytest.mark.parametrize("fault", ["500-after-apply", "drop-after-apply"])
+def test_a_commit_applied_despite_an_error_is_reported_as_pushed(run_dir, faulty_hub, fault):
+    hub = faulty_hub
+    hub.inject(fault, method="POST", path="/commit/")
+    [record] = _push(run_dir, hub)
+    assert record.changed and hub.commit_count("alice/mmkd-student") == 2  # no second commit
+    assert record.commit == hub.repos[("model", "alice/mmkd-student")].branches["main"]
+    assert len(_commits_posted(hub)) == 1
+
+
+def test_a_second_push_completes_a_partial_one_and_a_third_makes_no_commit(run_dir, faulty_hub):
+    from huggingface_hub import HfApi
+
+    from mmkd_hf.hub.push import PushError
+
+    hub = faulty_hub
+    units = ["teacher-rgb", "ensemble", "student"]
+    hub.inject("refuse", method="POST", path="^/api/models/alice/mmkd-student/commit/", times=100)
+    with pytest.raises(PushError, match=r"alice/mmkd-student.*\[already pushed: alice/mmkd-teacher-rgb, "
+                                        r"alice/mmkd-ensemble\]"):
+        _push(run_dir, hub, units=units)
+    hub.clear_faults()
+
+    second = _push(run_dir, hub, units=units)
+    assert [(p.unit, p.changed) for p in second] == [("teacher-rgb", False), ("ensemble", False), ("student", True)]
+    assert {p.repo_id: hub.commit_count(p.repo_id) for p in second} == {p.repo_id: 2 for p in second}
+
+    requests_before = len(hub.requests)
+    third = _push(run_dir, hub, units=units)
+    assert not any(p.changed for p in third) and not _commits_posted(hub, requests_before)
+    assert [p.commit for p in third] == [p.commit for p in second]
+    # The fake answers an existing repo as the Hub does (409 with its url), so exist_ok=True works.
+    url = HfApi(endpoint=hub.url, token="hf_alice").create_repo("alice/mmkd-student", exist_ok=True)
+    assert url.repo_id == "alice/mmkd-student"

@@ -126,6 +126,7 @@ def test_last_valid_checkpoint_skips_incomplete(tmp_path):
         (tmp_path / f"checkpoint-{step}").mkdir()
     for step in (2, 4):
         (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+        (tmp_path / f"checkpoint-{step}" / "model.safetensors").write_bytes(b"weights")
     assert last_valid_checkpoint(tmp_path).name == "checkpoint-4"  # checkpoint-6 was cut short
 
 

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from helpers_hub import NOUNS, REPO_ROOT, VERBS, save_tiny_student, write_clip
+from helpers_hub import NOUNS, REPO_ROOT, VERBS, save_tiny_student, write_blank_clip, write_clip
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -90,6 +90,45 @@ def test_bad_uploads_get_clear_messages(space, tmp_path):
     with open(big, "ab") as handle:
         handle.write(os.urandom(1_200_000))  # > 1 MB limit
     assert "the limit is 1 MB" in error_of(big)
+
+
+def test_limits_are_read_from_the_stream_before_decoding(space, tmp_path, monkeypatch):
+    import av
+    from gradio_client import Client, handle_file
+
+    app, module = space["app"], space["module"]
+    calls = []
+    classifier = app.classifier
+    monkeypatch.setattr(app, "classifier", lambda *a, **k: calls.append(a) or classifier(*a, **k))
+    client = Client(space["url"], verbose=False)
+
+    def error_of(path):
+        with pytest.raises(Exception) as info:
+            client.predict(handle_file(str(path)), "1 view", api_name="/predict")
+        return str(info.value)
+
+    # 8192x8192 frames in a ~100 KB file: refused from the stream's frame size, nothing decoded.
+    huge = write_blank_clip(tmp_path / "huge.mp4", 8192, 8192)
+    assert huge.stat().st_size < 1_000_000
+    message = error_of(huge)
+    assert "8192x8192 (67,108,864 pixels)" in message and "the limit is 2,073,600 pixels per frame" in message
+    # A webm without duration metadata, longer than the limit: its packets' timestamps give it away.
+    endless = write_clip(tmp_path / "no-duration.webm", codec="libvpx", num_frames=80, height=32, width=32,
+                         container_options={"live": "1"})  # 10 s at 8 fps; the limit is 5 s
+    with av.open(str(endless)) as container:
+        assert container.duration is None and not container.streams.video[0].duration  # really no metadata
+    message = error_of(endless)
+    assert "read from its stream" in message and "the limit is 5 s" in message
+    assert calls == []  # neither clip reached the pipeline
+
+    # The frame cap counts the stream's packets too; a normal clip passes every check.
+    normal = write_clip(tmp_path / "normal.webm", codec="libvpx", num_frames=16, container_options={"live": "1"})
+    with pytest.raises(module.ClipError, match="more than 10 frames .*the limit is 10 frames"):
+        module.probe_clip(str(normal), max_mb=1, max_seconds=5, max_frames=10)
+    probe = module.probe_clip(str(normal), max_mb=1, max_seconds=5)
+    assert probe["frames"] == 16 and probe["seconds"] == pytest.approx(2.0) and probe["width"] == 64
+    verbs = client.predict(handle_file(str(normal)), "1 view", api_name="/predict")[0]
+    assert verbs["label"] in VERBS and len(calls) == 1
 
 
 def test_twenty_concurrent_clients_complete(space):

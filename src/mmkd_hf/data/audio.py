@@ -6,6 +6,7 @@ github.com/gorjanradevski/multimodal-distillation) with an explicit 16 kHz sampl
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,18 @@ from .sampling import frame_to_seconds
 __all__ = ["log_mel_windows", "resize_spectrogram", "mask_spectrogram", "audio_windows_for_segment"]
 
 _MEL_CACHE: dict[tuple, Any] = {}
+
+
+logger = logging.getLogger(__name__)
+_warned: set[str] = set()
+
+
+def warn_once(key: str, message: str, *args: Any) -> None:
+    """Log ``message`` as a warning the first time ``key`` is seen in this process (a data problem met every epoch
+    is said once)."""
+    if key not in _warned and len(_warned) < 1000:
+        _warned.add(key)
+        logger.warning(message, *args)
 
 
 def _mel(config: AudioConfig):
@@ -115,9 +128,13 @@ def mask_spectrogram(spec_db: torch.Tensor, rng: np.random.Generator, config: Au
 
 
 def audio_windows_for_segment(
-    path: str, fps: float, segment_first: int, segment_last: int, numbers: np.ndarray, config: AudioConfig
+    path: str, fps: float, segment_first: int, segment_last: int, numbers: np.ndarray, config: AudioConfig,
+    segment_id: str | None = None,
 ) -> torch.Tensor:
-    """Read one segment's audio (with half a window of context) and build the windows for ``numbers``."""
+    """Read one segment's audio (with half a window of context) and build the windows for ``numbers``.
+
+    A recording that ends before the segment starts gives silence, with a warning naming the segment (once per
+    segment and process); a segment past the end of its *video* is the reader's error (see the EPIC reader)."""
     centres = frame_to_seconds(numbers, fps)
     seg_start = float(frame_to_seconds(segment_first, fps))
     seg_stop = float(frame_to_seconds(segment_last + 1, fps))
@@ -125,6 +142,11 @@ def audio_windows_for_segment(
     read_from = max(0.0, min(seg_start, float(centres.min())) - half)
     read_to = max(seg_stop, float(centres.max())) + half
     clip = read_audio(path, read_from, read_to)
+    clip_end = clip.start_s + len(clip.samples) / clip.sample_rate
+    if len(clip.samples) == 0 or clip_end <= seg_start:  # zero-padded (-100 dB), but said
+        warn_once(f"{path}|{seg_start}", "segment %s (%.2f-%.2f s) lies wholly past the end of the audio in %s (it "
+                   "ends at %.2f s): its spectrogram is silence (-100 dB)", segment_id or "?", seg_start, seg_stop,
+                   path, clip_end)
     valid = (seg_start, seg_stop) if config.pad_outside_segment else None
     return log_mel_windows(clip.samples, clip.sample_rate, clip.start_s, centres, config, valid)
 

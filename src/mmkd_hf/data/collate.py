@@ -11,7 +11,7 @@ from .memory import batch_buffer
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MultimodalCollator", "TENSOR_KEYS"]
+__all__ = ["MultimodalCollator", "PRESENCE_KEY", "TENSOR_KEYS"]
 
 TENSOR_KEYS = (
     "pixel_values",
@@ -25,6 +25,9 @@ TENSOR_KEYS = (
     "layout_mask",
 )
 _DICT_KEYS = ("labels", "teacher_logits")
+#: ``{modality: bool}`` per item -> ``{modality: BoolTensor[B]}``; False = the sample lacks that modality (its inputs
+#: are zero-filled). Items without the key, or without a modality in it, count as present.
+PRESENCE_KEY = "modality_present"
 
 
 class MultimodalCollator:
@@ -36,6 +39,8 @@ class MultimodalCollator:
 
     Items that are ``None`` or carry a ``skip_reason`` (bad samples with ``skip_bad_samples=True``) are
     dropped and logged. Shapes that differ between items raise a ``ValueError`` naming both samples.
+    ``modality_present`` (``{modality: bool}`` per item) becomes ``{modality: BoolTensor[B]}``; an item without it
+    counts as having every modality.
     """
 
     def __init__(self, keys: Iterable[str] | None = None):
@@ -54,9 +59,11 @@ class MultimodalCollator:
         if not good:
             raise ValueError(f"every sample of this batch was bad ({len(items)} dropped); see the skip report")
         ids = [str(item.get("segment_id", f"<item {i}>")) for i, item in enumerate(good)]
-        present = [k for k in good[0] if k not in ("segment_id", "skip_reason")]
+        present = [k for k in good[0] if k not in ("segment_id", "skip_reason", PRESENCE_KEY)]
         wanted = [k for k in present if self.keys is None or k in self.keys]
         batch: dict[str, Any] = {}
+        if any(item.get(PRESENCE_KEY) for item in good) and (self.keys is None or PRESENCE_KEY in self.keys):
+            batch[PRESENCE_KEY] = _stack_presence([item.get(PRESENCE_KEY) or {} for item in good])
         for key in wanted:
             missing = [ids[i] for i, item in enumerate(good) if key not in item or item[key] is None]
             if missing:
@@ -99,6 +106,13 @@ class MultimodalCollator:
             else:
                 out[head] = MultimodalCollator._stack(f"{key}.{head}", column, ids).float()
         return out
+
+
+def _stack_presence(values: list[dict]) -> dict[str, torch.Tensor]:
+    modalities: list[str] = []
+    for value in values:
+        modalities += [m for m in value if m not in modalities]
+    return {m: torch.tensor([bool(value.get(m, True)) for value in values], dtype=torch.bool) for m in modalities}
 
 
 def _adjacent_view(tensors: Sequence[torch.Tensor]) -> torch.Tensor | None:

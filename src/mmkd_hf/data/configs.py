@@ -13,6 +13,7 @@ import torch
 
 __all__ = [
     "MODALITIES",
+    "TOLERABLE_MODALITIES",
     "FRAMES_DTYPES",
     "PAD_BOX",
     "AugmentationConfig",
@@ -23,6 +24,9 @@ __all__ = [
 ]
 
 MODALITIES = ("rgb", "flow", "audio", "layout")
+#: modalities a sample may lack (``TransformConfig.tolerate_missing``): the sample is kept, marked absent in
+#: ``modality_present`` and zero-filled, and the ensemble leaves that teacher out for it
+TOLERABLE_MODALITIES = ("audio", "layout")
 #: the dtypes ``pixel_values`` / ``flow_values`` can be delivered in (``TransformConfig.frames_dtype``)
 FRAMES_DTYPES = {"float32": torch.float32, "uint8": torch.uint8}
 PAD_BOX = (0.0, 0.0, 1e-9, 1e-9)  # the original's padding box (src/modelling/dataset_layout.py)
@@ -113,11 +117,16 @@ class TransformConfig:
     max_replacements: int = 10
     skip_log_path: str | None = None
     frames_dtype: str = "float32"  # "float32" (0-1) or "uint8" (0-255) for pixel_values and flow_values
+    #: modalities whose missing or unreadable source marks the sample (``modality_present``) instead of failing it
+    tolerate_missing: tuple[str, ...] = ()
 
     def __post_init__(self):
         unknown = [m for m in self.modalities if m not in MODALITIES]
         if unknown or not self.modalities:
             raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}, got {self.modalities}")
+        intolerable = [m for m in self.tolerate_missing if m not in TOLERABLE_MODALITIES]
+        if intolerable:
+            raise ValueError(f"tolerate_missing must be a subset of {TOLERABLE_MODALITIES}, got {self.tolerate_missing}")
         if self.frames_dtype not in FRAMES_DTYPES:
             raise ValueError(f"frames_dtype must be one of {sorted(FRAMES_DTYPES)}, got {self.frames_dtype!r}")
 

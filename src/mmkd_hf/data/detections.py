@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import io
+import logging
 import os
 import pickle
 from dataclasses import dataclass
@@ -33,11 +34,66 @@ __all__ = [
     "load_video_detections",
     "write_video_detections",
     "frame_layout",
+    "check_boxes",
+    "refused_box_count",
+    "BOX_TOLERANCE",
     "CATEGORY_OBJECT",
     "CATEGORY_HAND",
 ]
 
 CATEGORY_PAD, CATEGORY_OBJECT, CATEGORY_HAND = 0, 1, 2
+
+#: How far (a fraction of the frame's width or height) a box corner may lie outside the frame and still be clipped
+#: into it; a box beyond, or with a non-finite corner or score, is refused (dropped, counted and warned about).
+BOX_TOLERANCE = 0.05
+
+logger = logging.getLogger(__name__)
+_refused = {"boxes": 0}
+_warned: set[str] = set()
+_MAX_WARNINGS = 20  # per process: one warning per video and frame, then a last one saying more are hidden
+
+
+def refused_box_count() -> int:
+    """Boxes refused by :func:`check_boxes` in this process (DataLoader workers count their own)."""
+    return _refused["boxes"]
+
+
+def check_boxes(boxes: np.ndarray, scores: np.ndarray | None = None, *, where: str,
+                tolerance: float = BOX_TOLERANCE) -> tuple[np.ndarray, np.ndarray]:
+    """Make boxes safe for the layout teacher: finite and inside the frame.
+
+    Args:
+        boxes: ``[n, 4]`` corners (x1, y1, x2, y2) as fractions of the frame.
+        scores: ``[n]`` detection scores, or None.
+        where: the video and frame, named in the warning.
+        tolerance: corners up to this far outside ``[0, 1]`` are clipped into it.
+
+    Returns:
+        (boxes clipped to ``[0, 1]`` with non-finite values replaced by 0, bool mask of the boxes kept). A box with a
+        NaN or infinite corner or score, or a corner beyond the tolerance, is refused: left out of the mask,
+        counted (:func:`refused_box_count`) and named in one warning.
+    """
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    finite = np.isfinite(b).all(axis=1)
+    if scores is not None:
+        finite &= np.isfinite(np.asarray(scores, dtype=np.float64).reshape(-1))
+    with np.errstate(invalid="ignore"):
+        inside = ((b >= -tolerance) & (b <= 1.0 + tolerance)).all(axis=1)
+    keep = finite & inside
+    refused = int((~keep).sum())
+    if refused:
+        _refused["boxes"] += refused
+        reasons = []
+        if (~finite).any():
+            reasons.append(f"{int((~finite).sum())} with a NaN or infinite corner or score")
+        if (finite & ~inside).any():
+            reasons.append(f"{int((finite & ~inside).sum())} more than {tolerance:.0%} outside the frame")
+        if where not in _warned and len(_warned) < _MAX_WARNINGS:
+            _warned.add(where)
+            hidden = " (further refused boxes are counted, not logged)" if len(_warned) == _MAX_WARNINGS else ""
+            logger.warning("%s: %d box(es) refused: %s%s", where, refused, ", ".join(reasons), hidden)
+    clipped = np.clip(np.nan_to_num(b, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
+    return clipped, keep
 
 
 def _build_message_classes() -> dict[str, type]:
@@ -145,11 +201,14 @@ class DetectionThresholds:
 
 
 def frame_layout(
-    serialized: bytes | None, thresholds: DetectionThresholds, path: str | os.PathLike = "<detections>"
+    serialized: bytes | None, thresholds: DetectionThresholds, path: str | os.PathLike = "<detections>",
+    frame_number: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Decode one frame's message into box arrays (unpadded, unsorted).
 
-    Corners are clipped to [0, 1] and swapped when left > right or top > bottom; degenerate boxes are
+    Boxes are checked with :func:`check_boxes`: a NaN or infinite corner or score, or a corner more than
+    :data:`BOX_TOLERANCE` outside the frame, refuses the box (dropped, counted, a warning naming the file and the
+    frame); the others are clipped to [0, 1] and swapped when left > right or top > bottom; degenerate boxes are
     dropped later (zero area inside the crop).
 
     Returns:
@@ -164,13 +223,14 @@ def frame_layout(
             message.ParseFromString(serialized)
         except Exception as exc:
             raise FileDecodeError(path, f"corrupt Detections message ({exc})") from None
+        # a non-finite score is refused below, not silently dropped by the threshold
         for hand in message.hands:
-            if hand.score >= thresholds.hand:
+            if hand.score >= thresholds.hand or not np.isfinite(hand.score):
                 b = hand.bbox
                 rows.append((b.left, b.top, b.right, b.bottom, CATEGORY_HAND, hand.score, int(hand.side) + 1,
                              int(hand.state) + 1))
         for obj in message.objects:
-            if obj.score >= thresholds.object:
+            if obj.score >= thresholds.object or not np.isfinite(obj.score):
                 b = obj.bbox
                 rows.append((b.left, b.top, b.right, b.bottom, CATEGORY_OBJECT, obj.score, 0, 0))
     if not rows:
@@ -179,7 +239,9 @@ def frame_layout(
             "scores": np.zeros(0, np.float32), "sides": np.zeros(0, np.int64), "states": np.zeros(0, np.int64),
         }
     arr = np.asarray(rows, dtype=np.float64)
-    box = np.clip(arr[:, :4], 0.0, 1.0)  # boxes outside the frame are clipped to it
+    frame = frame_number if frame_number is not None else (message.frame_number or "?")
+    box, keep = check_boxes(arr[:, :4], arr[:, 5], where=f"{path} (video {message.video_id or '?'}, frame {frame})")
+    arr, box = arr[keep], box[keep]
     box = np.stack([np.minimum(box[:, 0], box[:, 2]), np.minimum(box[:, 1], box[:, 3]),
                     np.maximum(box[:, 0], box[:, 2]), np.maximum(box[:, 1], box[:, 3])], axis=1)  # x1 > x2: swap
     return {

@@ -13,7 +13,7 @@ import datasets
 
 from .builders import MINI_KITCHENS_CARD_INFO, MINI_KITCHENS_FORMAT_VERSION, read_mini_kitchens_marker
 from .builders.common import files_fingerprint
-from .configs import AudioConfig, AugmentationConfig, LayoutConfig, TransformConfig
+from .configs import TOLERABLE_MODALITIES, AudioConfig, AugmentationConfig, LayoutConfig, TransformConfig
 from .errors import DataFormatError
 from .source_check import SourceReport, check_sources
 from .transforms import MultimodalTransform, SampleReader
@@ -154,6 +154,7 @@ def load_dataset(
     decode: bool = True,
     frames_dtype: str = "float32",
     annotations_dir: str | os.PathLike | None = None,
+    tolerate_missing: Sequence[str] | None = None,
 ) -> datasets.Dataset:
     """Load one split of a dataset as Arrow-backed metadata with a lazy decoding transform.
 
@@ -186,12 +187,18 @@ def load_dataset(
         annotations_dir: the annotation files' folder when it is not inside ``data_dir`` (EPIC-KITCHENS-100: a clone
             of github.com/epic-kitchens/epic-kitchens-100-annotations; default: ``data_dir``,
             ``data_dir/annotations`` or ``data_dir/epic-kitchens-100-annotations``).
+        tolerate_missing: modalities (of ``("audio", "layout")``) a segment may lack: it is kept, its inputs of that
+            modality are zero-filled and ``item["modality_present"][modality]`` is False, so a teacher ensemble
+            leaves that teacher out for it (real EPIC videos lack audio or detections here and there). Default:
+            the requested audio and layout when more than one modality is requested (a distillation or ensemble
+            load), none for a single-modality load (training one teacher on zero-filled inputs would be wrong).
 
     Before returning (unless ``decode=False``), every segment's files are checked for every requested modality
     (frame folder, ``.tar`` or video reaching the segment's last frame, detections, audio source), a few file-system
     calls per video: missing files raise one :class:`DataFormatError` with the count per modality, the first videos
     and the expected paths; with ``skip_bad_samples`` those segments are dropped instead (logged, and reported as
-    ``dataset.mmkd_source_report``, a :class:`~mmkd_hf.data.source_check.SourceReport`, or None).
+    ``dataset.mmkd_source_report``, a :class:`~mmkd_hf.data.source_check.SourceReport`, or None). Missing files of a
+    tolerated modality neither raise nor drop: they are logged and listed in the report's ``tolerated_missing``.
 
     Returns:
         ``datasets.Dataset`` whose items are batch-contract dicts (see ``docs/design.md``); the transform
@@ -204,16 +211,24 @@ def load_dataset(
     dataset = splits[split]
     if not decode:
         return dataset
-    report = check_sources(make_reader(name, dataset), dataset, modalities)
-    if report is not None:
+    if tolerate_missing is None:
+        tolerate_missing = [m for m in TOLERABLE_MODALITIES if m in modalities] if len(set(modalities)) > 1 else []
+    tolerate = tuple(m for m in tolerate_missing if m in modalities)
+    report = check_sources(make_reader(name, dataset), dataset, modalities, tolerate=tolerate)
+    if report is not None and report.missing:
         dataset = _drop_missing(dataset, report, split, skip_bad_samples)
+    if report is not None and report.tolerated_missing:
+        logger.warning("kept %d of %d %s segments without some of their %s files (marked absent; the other "
+                       "modalities' teachers teach them): %s", report.marked_count, report.total, split,
+                       "/".join(report.tolerated_per_modality()), report.summary())
     is_train = (split == "train") if train is None else bool(train)
     aug = augmentation or AugmentationConfig(crop_size=crop_size, num_crops=num_crops)
     config = TransformConfig(
         modalities=tuple(modalities), train=is_train, num_frames=num_frames, sampler=sampler or spec.sampler,
         stride=stride or spec.stride, num_clips=num_clips, augmentation=aug, audio=audio or AudioConfig(),
         layout=layout or LayoutConfig(), seed=seed, skip_bad_samples=skip_bad_samples,
-        skip_log_path=None if skip_log_path is None else str(skip_log_path), frames_dtype=frames_dtype)
+        skip_log_path=None if skip_log_path is None else str(skip_log_path), frames_dtype=frames_dtype,
+        tolerate_missing=tolerate)
     transform = make_transform(name, dataset, config)
     transformed = dataset.with_transform(transform)
     transformed.mmkd_transform = transform

@@ -37,7 +37,8 @@ class RunSettings:
         data_dir: the dataset folder.
         load_kwargs: the other keyword arguments of :func:`mmkd_hf.data.load_dataset` (``num_frames``,
             ``crop_size``, ``sampler``, ``stride``, ``audio`` as a dict of :class:`AudioConfig` fields, ``seed``,
-            ``frames_dtype`` and, when the annotation files are not inside ``data_dir``, ``annotations_dir``); split,
+            ``frames_dtype``; when the annotation files are not inside ``data_dir``, ``annotations_dir``; with
+            ``train.py --skip_bad_samples``, ``skip_bad_samples``); split,
             modalities and train mode are chosen per call.
         heads: head name -> number of classes, e.g. ``{"verb": 97, "noun": 300}``.
         head_labels: head name -> class names in label-id order.
@@ -99,14 +100,15 @@ class RunSettings:
         return kwargs
 
     def load_dataset(
-        self, split: str = "validation", modalities: Sequence[str] = ("rgb",), train: bool = False
+        self, split: str = "validation", modalities: Sequence[str] = ("rgb",), train: bool = False, **overrides: Any
     ) -> datasets.Dataset:
-        """Load one split of the run's dataset with the run's decoding settings."""
+        """Load one split of the run's dataset with the run's decoding settings; ``overrides`` replace or add
+        keyword arguments of :func:`mmkd_hf.data.load_dataset` for this call (e.g. ``skip_log_path``)."""
         return _load_dataset(
             self.dataset,
             data_dir=self.data_dir,
             split=split,
             modalities=tuple(modalities),
             train=train,
-            **self.dataset_kwargs(),
+            **{**self.dataset_kwargs(), **overrides},
         )

@@ -20,6 +20,11 @@ every modality:
 The pieces live beside this module: :mod:`.configs` (settings), :mod:`.augmentation`, :mod:`.audio`,
 :mod:`.layout` and :mod:`.memory` (batch buffers, worker set-up).
 
+A modality listed in ``TransformConfig.tolerate_missing`` (audio, layout) whose source is missing or unreadable
+for a sample does not fail the sample: its tensors are zero-filled (audio) or all padding (layout), so shapes stay
+fixed, ``modality_present[<modality>]`` is False, and the mark is counted in :meth:`MultimodalTransform.skip_report`.
+Every item of such a transform carries ``modality_present`` (``{modality: bool}``, tolerated modalities only).
+
 Outputs follow the batch contract of ``docs/design.md``. With ``num_clips * num_crops > 1`` (evaluation
 multi-view) every modality gets a leading views dim ``V`` (clip-major: ``v = clip * num_crops + crop``);
 layout tensors get it too (``[V, T, N, ...]``), audio is repeated over crops.
@@ -40,6 +45,7 @@ import torch
 from .augmentation import apply_to_frames, sample_augmentation
 from .audio import mask_spectrogram
 from .configs import AudioConfig, AugmentationParams, LayoutConfig, TransformConfig
+from .detections import refused_box_count
 from .errors import FileDecodeError, SampleDecodeError
 from .layout import pad_layout, transform_boxes
 from .memory import batch_buffer, configure_worker_once
@@ -107,6 +113,8 @@ class MultimodalTransform:
         self.config = config
         self.source = source
         self.skipped: list[dict[str, str]] = []
+        self.marked: list[dict[str, str]] = []  # samples kept without a tolerated modality
+        self._marked_once: set[tuple[str, str]] = set()
         self._draws = 0
         self._pending_row_seeds: list[int] | None = None
         self._row_seed: int | None = None
@@ -213,18 +221,52 @@ class MultimodalTransform:
         entry = {"sample_id": error.sample_id, "path": error.path or "", "reason": error.reason}
         self.skipped.append(entry)
         logger.warning("skipping bad sample %s", error)
+        self._log_entry(entry)
+
+    def _record_missing(self, modality: str, sample_id: str, error: Exception) -> None:
+        """Count a sample kept without ``modality`` (its source is missing or unreadable)."""
+        entry = {"sample_id": sample_id, "modality": modality, "path": getattr(error, "path", None) or "",
+                 "reason": getattr(error, "reason", str(error))}
+        self.marked.append(entry)
+        if (sample_id, modality) not in self._marked_once:
+            self._marked_once.add((sample_id, modality))
+            logger.warning("sample %r has no %s (%s); kept and marked absent", sample_id, modality, entry["reason"])
+        self._log_entry(entry)
+
+    def _log_entry(self, entry: dict[str, str]) -> None:
         if self.config.skip_log_path:
             with open(self.config.skip_log_path, "a", encoding="utf-8") as fh:  # one short line: atomic append
                 fh.write(json.dumps(entry) + "\n")
 
     def skip_report(self) -> dict[str, Any]:
-        """Skipped samples seen by this process (and by workers, when ``skip_log_path`` is set)."""
-        entries = list(self.skipped)
+        """Skipped samples seen by this process (and by workers, when ``skip_log_path`` is set).
+
+        ``count`` / ``samples``: samples replaced or dropped. ``missing_modalities``: per tolerated modality, the
+        number of distinct samples kept without it (marked absent in ``modality_present``);
+        ``missing_modality_samples``: those marks (one per access). ``refused_boxes``: boxes with a non-finite
+        corner or score or far outside the frame, dropped in this process (see ``detections.check_boxes``)."""
+        entries, marks = list(self.skipped), list(self.marked)
         if self.config.skip_log_path and os.path.exists(self.config.skip_log_path):
             with open(self.config.skip_log_path, encoding="utf-8") as fh:
                 logged = [json.loads(line) for line in fh if line.strip()]
-            entries = logged if len(logged) >= len(entries) else entries
-        return {"count": len(entries), "samples": entries}
+            logged_skips = [e for e in logged if "modality" not in e]
+            logged_marks = [e for e in logged if "modality" in e]
+            entries = logged_skips if len(logged_skips) >= len(entries) else entries
+            marks = logged_marks if len(logged_marks) >= len(marks) else marks
+        missing: dict[str, set[str]] = {}
+        for mark in marks:
+            missing.setdefault(mark["modality"], set()).add(mark["sample_id"])
+        return {"count": len(entries), "samples": entries,
+                "missing_modalities": {modality: len(ids) for modality, ids in sorted(missing.items())},
+                "missing_modality_samples": marks,
+                "refused_boxes": refused_box_count()}
+
+    def _tolerates(self, modality: str, read_method: str) -> bool:
+        """Whether a failure to read ``modality`` marks the sample instead of failing it: the modality is listed
+        in ``tolerate_missing`` and the reader supports it at all (a dataset without audio is a configuration
+        error, not a missing file)."""
+        return (modality in self.config.tolerate_missing
+                and getattr(type(self.reader), read_method) is not getattr(SampleReader, read_method))
 
     # ---- the pipeline
     def _process(self, row: dict, slots: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
@@ -278,16 +320,31 @@ class MultimodalTransform:
             out["pixel_values"] = frames_out(rgb, "rgb", "pixel_values")
         if flow is not None:
             out["flow_values"] = frames_out(flow, "flow", "flow_values")
+        present = {m: True for m in cfg.tolerate_missing if m in mods}
         if "audio" in mods:
             per_clip = []
-            for i in range(k):
-                spec = reader.read_audio_windows(row, numbers[i], cfg.audio)
-                if cfg.train:
-                    spec = mask_spectrogram(spec, rng, cfg.audio)
-                per_clip.append(spec.unsqueeze(0).expand(n_crops, *spec.shape))
+            try:
+                for i in range(k):
+                    spec = reader.read_audio_windows(row, numbers[i], cfg.audio)
+                    if cfg.train:
+                        spec = mask_spectrogram(spec, rng, cfg.audio)
+                    per_clip.append(spec.unsqueeze(0).expand(n_crops, *spec.shape))
+            except (SampleDecodeError, FileDecodeError) as exc:
+                if not self._tolerates("audio", "read_audio_windows"):
+                    raise
+                self._record_missing("audio", sample_id, exc)
+                present["audio"] = False
+                per_clip = [torch.zeros(n_crops, t, 1, *_spectrogram_size(cfg.audio)) for _ in range(k)]
             out["audio_values"] = arrange(per_clip).contiguous()
         if "layout" in mods:
-            frames = reader.read_boxes(row, flat, cfg.layout)
+            try:
+                frames = reader.read_boxes(row, flat, cfg.layout)
+            except (SampleDecodeError, FileDecodeError) as exc:
+                if not self._tolerates("layout", "read_boxes"):
+                    raise
+                self._record_missing("layout", sample_id, exc)
+                present["layout"] = False
+                frames = [_no_boxes() for _ in range(len(flat))]
             per_clip = []
             for i in range(k):
                 clip_frames = frames[i * t: (i + 1) * t]
@@ -299,6 +356,8 @@ class MultimodalTransform:
         labels = reader.labels(row)
         if labels:
             out["labels"] = labels
+        if present:
+            out["modality_present"] = present
         return out
 
     def _layout_for_crop(self, frames: list[dict[str, np.ndarray]], params: AugmentationParams, crop: int):
@@ -310,6 +369,20 @@ class MultimodalTransform:
                 fr = {key: (boxes if key == "boxes" else value)[inside] for key, value in fr.items()}
             moved.append(fr)
         return pad_layout(moved, lcfg.max_boxes)
+
+
+def _spectrogram_size(config: AudioConfig) -> tuple[int, int]:
+    """(F, W) of one log-mel window (:func:`~mmkd_hf.data.audio.log_mel_windows`): ``output_size``, or the mel bins
+    and ``1 + window // hop`` frames of a centred STFT."""
+    if config.output_size is not None:
+        return int(config.output_size[0]), int(config.output_size[1])
+    return int(config.n_mels), 1 + int(config.window_seconds * config.sample_rate) // int(config.hop_length)
+
+
+def _no_boxes() -> dict[str, np.ndarray]:
+    """One frame without boxes (what a frame without detections gives)."""
+    return {"boxes": np.zeros((0, 4), np.float32), "categories": np.zeros(0, np.int64),
+            "scores": np.zeros(0, np.float32), "sides": np.zeros(0, np.int64), "states": np.zeros(0, np.int64)}
 
 
 def with_overrides(config: TransformConfig, **changes) -> TransformConfig:

@@ -14,7 +14,13 @@ When is each mode right?
 On disk (``output_dir``)::
 
     cache_info.json             heads, class counts, teacher order, combine space, num samples, shard size, complete
-    shard-00000.parquet ...     columns segment_id (string) and logits_<head> (fixed-size list<float32>)
+    shard-00000.parquet ...     columns segment_id (string), logits_<head> (fixed-size list<float32>) and
+                                teacher_present (fixed-size list<bool>, teacher order)
+
+``teacher_present`` records which teachers saw each sample (a sample lacking audio or detections is marked by the
+data transform, see ``modality_present`` in ``docs/design.md``): the cached logits already combine only the present
+teachers with renormalised weights, and a sample with no teacher present trains on its label (the trainer reads
+``teacher_present``). A cache written without the column counts every teacher as present.
 
 Shards cover consecutive dataset indices; each is written atomically and skipped when present, so an interrupted
 run resumes. A non-empty ``output_dir`` without ``cache_info.json`` (not a cache) is refused, never written into. Under several processes, shard ``k`` is computed by process ``k % num_processes`` (every sample once,
@@ -79,6 +85,8 @@ def _shard_table(ensemble, dataset: Dataset, indices: range, batch_size: int, co
     loader = DataLoader(Subset(dataset, list(indices)), batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
     ids: list[str] = []
     logits: dict[str, list[np.ndarray]] = {head: [] for head in heads}
+    present: list[np.ndarray] = []
+    num_teachers = len(ensemble.config.teachers)
     for batch in loader:
         if "segment_id" not in batch:
             raise ValueError("precompute needs 'segment_id' in every batch (items must carry their segment id)")
@@ -88,8 +96,14 @@ def _shard_table(ensemble, dataset: Dataset, indices: range, batch_size: int, co
             if not bool(torch.isfinite(head_logits).all()):
                 raise ValueError(f"teacher ensemble produced non-finite logits for head {head!r} in {batch['segment_id']}")
             logits[head].append(head_logits.cpu().numpy())
+        batch_present = getattr(output, "teacher_present", None)
+        if batch_present is None:
+            batch_present = torch.ones(len(batch["segment_id"]), num_teachers, dtype=torch.bool)
+        present.append(batch_present.cpu().numpy().astype(bool))
         ids.extend(str(segment) for segment in batch["segment_id"])
     columns = {"segment_id": pa.array(ids, type=pa.string())}
+    columns["teacher_present"] = pa.FixedSizeListArray.from_arrays(
+        pa.array(np.concatenate(present).reshape(-1), type=pa.bool_()), num_teachers)
     for head, num_classes in heads.items():
         values = np.concatenate(logits[head]).astype(np.float32)
         if values.ndim != 2 or values.shape[1] != num_classes:
@@ -178,6 +192,22 @@ def load_cached_logits(output_dir: str | os.PathLike) -> dict[str, dict[str, np.
     Raises:
         ValueError: not a cache, an incomplete cache, a missing shard or duplicated segment ids.
     """
+    return read_cache(output_dir)[0]
+
+
+def load_cached_teacher_presence(output_dir: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read a complete cache's presence flags -> ``{segment_id: bool [N]}`` (teacher order; all True for a cache
+    written without them)."""
+    return read_cache(output_dir)[1]
+
+
+def read_cache(output_dir: str | os.PathLike) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, np.ndarray]]:
+    """Read a complete cache -> ``(logits, presence)``: ``{segment_id: {head: float32 [C]}}`` and
+    ``{segment_id: bool [N]}``.
+
+    Raises:
+        ValueError: not a cache, an incomplete cache, a missing shard or duplicated segment ids.
+    """
     output_dir = Path(output_dir)
     info_path = output_dir / CACHE_INFO
     if not info_path.exists():
@@ -188,7 +218,9 @@ def load_cached_logits(output_dir: str | os.PathLike) -> dict[str, dict[str, np.
     if not info.get("complete"):
         raise ValueError(f"{output_dir}: the cache is incomplete (interrupted precompute?); rerun precompute to resume")
     heads = info["head_order"]
+    num_teachers = len(info.get("teacher_order") or [])
     cache: dict[str, dict[str, np.ndarray]] = {}
+    presence: dict[str, np.ndarray] = {}
     for shard in range(info["num_shards"]):
         path = _shard_path(output_dir, shard)
         if not path.exists():
@@ -201,29 +233,46 @@ def load_cached_logits(output_dir: str | os.PathLike) -> dict[str, dict[str, np.
             )
             for head in heads
         }
+        if "teacher_present" in table.column_names:
+            flags = np.array(table.column("teacher_present").combine_chunks().flatten(), dtype=bool).reshape(len(ids), -1)
+        else:
+            flags = np.ones((len(ids), num_teachers), dtype=bool)
         for row, segment_id in enumerate(ids):
             if segment_id in cache:
                 raise ValueError(f"{path}: segment id {segment_id!r} appears twice in the cache")
             cache[segment_id] = {head: arrays[head][row] for head in heads}
-    return cache
+            presence[segment_id] = flags[row]
+    return cache, presence
 
 
 class CachedLogitsDataset(Dataset):
-    """Wraps a dataset so each item also carries ``teacher_logits = {head: FloatTensor[C]}`` (by ``segment_id``)."""
+    """Wraps a dataset so each item also carries ``teacher_logits = {head: FloatTensor[C]}`` (by ``segment_id``)
+    and, given ``presence``, ``teacher_present`` (BoolTensor ``[N]``, teacher order)."""
 
-    def __init__(self, dataset: Dataset, cache: Mapping[str, Mapping[str, np.ndarray]]):
+    def __init__(
+        self,
+        dataset: Dataset,
+        cache: Mapping[str, Mapping[str, np.ndarray]],
+        presence: Mapping[str, np.ndarray] | None = None,
+    ):
         self.dataset = dataset
         self.cache = cache
+        self.presence = presence
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        return add_cached_logits(self.dataset[index], self.cache)
+        return add_cached_logits(self.dataset[index], self.cache, self.presence)
 
 
-def add_cached_logits(item: dict[str, Any], cache: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, Any]:
-    """Return ``item`` with ``teacher_logits`` looked up by its ``segment_id`` (ValueError naming a missing id)."""
+def add_cached_logits(
+    item: dict[str, Any],
+    cache: Mapping[str, Mapping[str, np.ndarray]],
+    presence: Mapping[str, np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """Return ``item`` with ``teacher_logits`` looked up by its ``segment_id`` (ValueError naming a missing id), and
+    ``teacher_present`` when ``presence`` is given."""
     if item is None or item.get("skip_reason"):
         return item
     segment_id = str(item.get("segment_id"))
@@ -231,12 +280,15 @@ def add_cached_logits(item: dict[str, Any], cache: Mapping[str, Mapping[str, np.
         raise ValueError(f"segment {segment_id!r} has no cached teacher logits; was the cache built on this split?")
     item = dict(item)
     item["teacher_logits"] = {head: torch.from_numpy(np.array(values)) for head, values in cache[segment_id].items()}
+    if presence is not None and segment_id in presence:
+        item["teacher_present"] = torch.from_numpy(np.array(presence[segment_id], dtype=bool))
     return item
 
 
 def with_cached_logits(dataset: Dataset, cache_dir: str | os.PathLike) -> CachedLogitsDataset:
-    """``CachedLogitsDataset(dataset, load_cached_logits(cache_dir))``."""
-    return CachedLogitsDataset(dataset, load_cached_logits(cache_dir))
+    """``CachedLogitsDataset(dataset, *read_cache(cache_dir))``: items carry ``teacher_logits`` and
+    ``teacher_present``."""
+    return CachedLogitsDataset(dataset, *read_cache(cache_dir))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -288,6 +340,8 @@ __all__ = [
     "CachedLogitsDataset",
     "add_cached_logits",
     "load_cached_logits",
+    "load_cached_teacher_presence",
+    "read_cache",
     "main",
     "precompute_teacher_logits",
     "with_cached_logits",

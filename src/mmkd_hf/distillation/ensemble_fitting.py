@@ -11,6 +11,10 @@ its teachers; what it combines with is fitted here and stored in the model (weig
 3. :func:`fit_calibration` fits a temperature per head on the combined logits
    (:func:`mmkd_hf.evaluation.calibration.fit_temperature`).
 
+Missing modalities (``modality_present`` in ``docs/design.md``): a teacher's mean CE is taken over the held-out
+samples where it is present, and the calibration temperature is fitted on the samples with at least one teacher,
+combined as in training (absent teachers left out, the others' weights renormalised).
+
 Fitting both costs one pass over the data::
 
     held_out = collect_held_out_logits(ensemble, loader, accelerator)
@@ -29,7 +33,7 @@ from accelerate.utils import send_to_device
 from torch.utils.data import DataLoader, Subset
 
 from ..evaluation.calibration import fit_temperature
-from ..models.ensemble.modeling_ensemble import MultimodalTeacherEnsemble, per_teacher_cross_entropy
+from ..models.ensemble.modeling_ensemble import PRESENCE_KEY, MultimodalTeacherEnsemble, per_teacher_cross_entropy
 
 __all__ = [
     "FullDatasetWeightAccumulator",
@@ -67,34 +71,60 @@ class FullDatasetWeightAccumulator:
             raise ValueError(f"need at least one teacher, given {num_teachers}")
         self.num_teachers = num_teachers
         self.loss_sum = torch.zeros(num_teachers, dtype=torch.float64)
-        self.count = 0
+        self.count = 0  # samples seen
+        self.teacher_counts = torch.zeros(num_teachers, dtype=torch.float64)  # samples where each teacher is present
+        self._masked = False  # some update carried presence flags
         self._reduced = False
 
-    def update(self, teacher_logits: torch.Tensor, labels: torch.Tensor) -> None:
-        """Add the per-teacher CE of a batch: ``teacher_logits [B, N, C]``, ``labels [B]``."""
+    def update(self, teacher_logits: torch.Tensor, labels: torch.Tensor, present: torch.Tensor | None = None) -> None:
+        """Add the per-teacher CE of a batch: ``teacher_logits [B, N, C]``, ``labels [B]``; ``present`` (bool
+        ``[B, N]``, optional): only the samples where a teacher is present count towards its mean."""
         if teacher_logits.shape[1] != self.num_teachers:
             raise ValueError(
                 f"expected {self.num_teachers} teachers on dim 1, given shape {tuple(teacher_logits.shape)}"
             )
         losses = per_teacher_cross_entropy(teacher_logits.detach(), labels)
+        if present is None:
+            present = torch.ones_like(losses, dtype=torch.bool)
+        else:
+            self._masked = True
+        present = present.to(losses.device, torch.bool)
+        losses = torch.where(present, losses, torch.zeros_like(losses))
         self.loss_sum += losses.sum(dim=0).to("cpu", torch.float64)
+        self.teacher_counts += present.sum(dim=0).to("cpu", torch.float64)
         self.count += int(losses.shape[0])
 
-    def reduce_across_processes(self, accelerator) -> "FullDatasetWeightAccumulator":
-        """Sum loss sums and counts over processes (``accelerator.reduce(..., reduction="sum")``); call once."""
+    def reduce_across_processes(
+        self, accelerator, per_teacher_counts: bool | None = None
+    ) -> "FullDatasetWeightAccumulator":
+        """Sum loss sums and counts over processes (``accelerator.reduce(..., reduction="sum")``); call once.
+
+        ``per_teacher_counts``: also sum each teacher's presence count (needed when some sample lacked a modality).
+        Every process must pass the same value (the reduced tensors must have the same shape); None uses whether
+        this process saw presence flags, which is the same everywhere only when every process saw some batch."""
         if self._reduced:
             raise RuntimeError("reduce_across_processes was already called on this accumulator")
-        packed = torch.cat([self.loss_sum, torch.tensor([float(self.count)], dtype=torch.float64)])
+        n = self.num_teachers
+        with_counts = self._masked if per_teacher_counts is None else bool(per_teacher_counts)
+        parts = [self.loss_sum] + ([self.teacher_counts] if with_counts else [])
+        packed = torch.cat(parts + [torch.tensor([float(self.count)], dtype=torch.float64)])  # the count last
         packed = accelerator.reduce(packed.to(accelerator.device), reduction="sum").to("cpu", torch.float64)
-        self.loss_sum = packed[:-1].clone()
+        self.loss_sum = packed[:n].clone()
         self.count = int(round(float(packed[-1])))
+        self.teacher_counts = packed[n: 2 * n].clone() if with_counts else torch.full_like(self.loss_sum, self.count)
         self._reduced = True
         return self
 
     def mean_losses(self) -> torch.Tensor:
+        """Per teacher, the mean CE over the held-out samples where it is present (``inf`` for a teacher present
+        in none of them: its weight becomes 0)."""
         if self.count == 0:
             raise ValueError("no held-out samples were accumulated: the held-out split is empty")
-        return (self.loss_sum / self.count).float()
+        if not bool((self.teacher_counts > 0).any()):
+            raise ValueError("no teacher is present in any held-out sample (every modality missing)")
+        means = torch.where(self.teacher_counts > 0, self.loss_sum / self.teacher_counts.clamp_min(1),
+                            torch.full_like(self.loss_sum, float("inf")))
+        return means.float()
 
     def compute(self, temperature: float = 1.0) -> torch.Tensor:
         """``softmin(mean loss / τ_w)`` -> ``[N]``."""
@@ -104,10 +134,12 @@ class FullDatasetWeightAccumulator:
 @dataclass
 class HeldOutLogits:
     """This process's share of a held-out split, as the teachers see it: per head, the stacked teacher logits
-    ``[B, N, C]`` (teacher order, float32, CPU) and the labels ``[B]``."""
+    ``[B, N, C]`` (teacher order, float32, CPU) and the labels ``[B]``; ``present``: bool ``[B, N]`` when the
+    batches marked missing modalities, else None (every teacher present)."""
 
     logits: dict[str, torch.Tensor]
     labels: dict[str, torch.Tensor]
+    present: torch.Tensor | None = None
 
 
 def _distributed(accelerator) -> bool:
@@ -139,12 +171,16 @@ def collect_held_out_logits(
         dataloader = shard_dataloader(dataloader, accelerator.process_index, accelerator.num_processes)
     logits: dict[str, list[torch.Tensor]] = {head: [] for head in heads}
     labels: dict[str, list[torch.Tensor]] = {head: [] for head in heads}
+    present: list[torch.Tensor | None] = []
     for batch in dataloader:
         if batch.get("labels") is None:
             raise ValueError("fitting on the held-out split needs labels in every held-out batch")
         batch = send_to_device(dict(batch), ensemble.device)
         batch_labels = batch.pop("labels")
         teacher_logits = ensemble.teacher_forward(batch)
+        batch_size = len(next(iter(batch_labels.values())))
+        batch_present = ensemble.teacher_presence(batch.get(PRESENCE_KEY), batch_size)
+        present.append(None if batch_present is None else batch_present.cpu())
         for head in heads:
             if head not in batch_labels:
                 raise ValueError(f"held-out batch labels lack head {head!r}; given {list(batch_labels)}")
@@ -154,8 +190,13 @@ def collect_held_out_logits(
     if not any(labels.values()):  # an empty shard (e.g. fewer held-out samples than processes)
         return HeldOutLogits(logits={head: torch.empty(0, len(teachers), n) for head, n in heads.items()},
                              labels={head: torch.empty(0, dtype=torch.long) for head in heads})
+    sizes = [len(v) for v in labels[next(iter(heads))]]
+    held_present = None
+    if any(p is not None for p in present):
+        held_present = torch.cat([torch.ones(size, len(teachers), dtype=torch.bool) if p is None else p
+                                  for p, size in zip(present, sizes)])
     return HeldOutLogits(logits={head: torch.cat(v) for head, v in logits.items()},
-                         labels={head: torch.cat(v) for head, v in labels.items()})
+                         labels={head: torch.cat(v) for head, v in labels.items()}, present=held_present)
 
 
 def _as_held_out(ensemble, held_out, accelerator) -> HeldOutLogits:
@@ -189,9 +230,9 @@ def fit_full_dataset_weights(
     num_teachers = len(ensemble.config.teachers)
     accumulators = {head: FullDatasetWeightAccumulator(num_teachers) for head in ensemble.config.heads}
     for head, accumulator in accumulators.items():
-        accumulator.update(held_out.logits[head], held_out.labels[head])
+        accumulator.update(held_out.logits[head], held_out.labels[head], held_out.present)
         if _distributed(accelerator):
-            accumulator.reduce_across_processes(accelerator)
+            accumulator.reduce_across_processes(accelerator, per_teacher_counts=True)
     temperature = ensemble.config.weights_temperature
     ensemble.set_teacher_weights({head: acc.compute(temperature) for head, acc in accumulators.items()})
     if set_weighting:
@@ -228,12 +269,15 @@ def fit_calibration(
     previous = config.calibration_temperatures
     config.calibration_temperatures = {}
     try:
-        combined, _ = ensemble.combine(teacher_logits, held_out.labels)
+        combined, _ = ensemble.combine(teacher_logits, held_out.labels, held_out.present)
     finally:
         config.calibration_temperatures = previous
     temperatures = {}
     for head in config.heads:
         head_logits, head_labels = combined[head], held_out.labels[head]
+        if held_out.present is not None:  # samples without any teacher have no ensemble prediction to calibrate
+            with_teacher = held_out.present.any(dim=1)
+            head_logits, head_labels = head_logits[with_teacher], head_labels[with_teacher]
         if _distributed(accelerator):
             head_logits = gather_rows(accelerator, head_logits.to(accelerator.device)).cpu()
             head_labels = gather_rows(accelerator, head_labels.to(accelerator.device)).cpu()

@@ -12,6 +12,11 @@ The knowledge-distillation term is the one of Hinton et al. and of the original 
 computed with ``kl_div(log_softmax(s/T), log_softmax(t/T), reduction="batchmean", log_target=True)``. Log-probabilities
 are valid logits (softmax(log p) = p), so an ensemble that returns log-probabilities (probability-space combination)
 goes through the same function unchanged; plain probabilities need ``teacher_input="probs"``.
+
+A sample for which no teacher saw its modality (``has_teacher[b]`` False, see ``modality_present`` in
+``docs/design.md``) has no teacher target: its ground-truth label stands in for the teacher, so its KD term is
+``CE(student_b, y_b)`` (``KL(onehot(y) ‖ softmax(s))`` at temperature 1). With the default ``kd_weight=1,
+ce_weight=0`` such a sample is trained with the label-only (supervised) loss.
 """
 
 from __future__ import annotations
@@ -128,6 +133,56 @@ def multi_head_kd_loss(
     return torch.stack(losses).mean()
 
 
+def masked_multi_head_kd_loss(
+    student_logits: Mapping[str, torch.Tensor],
+    teacher_logits: Mapping[str, torch.Tensor],
+    has_teacher: torch.Tensor,
+    labels: Mapping[str, torch.Tensor] | None,
+    temperature: float = 1.0,
+    teacher_input: TeacherInput = "logits",
+) -> torch.Tensor:
+    """:func:`multi_head_kd_loss` where samples without a teacher (``has_teacher`` bool ``[B]`` False) take their
+    label as the target: per head, ``mean_b [has_b · T²·KL(t_b/T ‖ s_b/T) + (1 - has_b) · CE(s_b, y_b)]``.
+
+    With ``has_teacher`` all True it equals :func:`multi_head_kd_loss`. Teacher logits of samples without a
+    teacher are not read (they may be anything).
+
+    Raises:
+        ValueError: a sample without a teacher and no labels, or any error of :func:`multi_head_kd_loss`.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    heads = _student_heads(student_logits, teacher_logits, "teacher logits")
+    losses = []
+    for head in heads:
+        student, teacher = student_logits[head], teacher_logits[head]
+        _check_same_shape(student, teacher, head)
+        batch_size, num_classes = student.shape[0], student.shape[-1]
+        has = has_teacher.to(student.device, torch.bool).reshape(-1)
+        if has.shape[0] != batch_size:
+            raise ValueError(f"has_teacher has {has.shape[0]} flags for a batch of {batch_size}")
+        rows = has.view(-1, *([1] * (teacher.dim() - 1)))
+        check_finite(teacher[has], f"teacher logits of head {head!r}")
+        teacher = torch.where(rows, teacher, torch.zeros_like(teacher))
+        student_log_probs = F.log_softmax(student.reshape(-1, num_classes) / temperature, dim=-1)
+        teacher_log_probs = _teacher_log_probs(
+            teacher.reshape(-1, num_classes).to(student_log_probs.dtype), temperature, teacher_input
+        )
+        kl = F.kl_div(student_log_probs, teacher_log_probs, reduction="none", log_target=True).sum(-1)
+        per_sample = kl.view(batch_size, -1).mean(dim=1) * temperature**2
+        if not bool(has.all()):
+            if labels is None or head not in labels:
+                raise ValueError(
+                    f"{int((~has).sum())} sample(s) have no teacher (every teacher's modality is missing) and no "
+                    f"label for head {head!r} to fall back to"
+                )
+            view_mean = student.mean(dim=1) if student.dim() == 3 else student
+            ce = F.cross_entropy(view_mean, labels[head].to(student.device).long(), reduction="none")
+            per_sample = torch.where(has, per_sample, ce)
+        losses.append(per_sample.mean())
+    return torch.stack(losses).mean()
+
+
 def distillation_loss(
     student_logits: Mapping[str, torch.Tensor],
     teacher_logits: Mapping[str, torch.Tensor],
@@ -137,10 +192,13 @@ def distillation_loss(
     ce_weight: float = 0.0,
     teacher_input: TeacherInput = "logits",
     head_weights: Mapping[str, float] | None = None,
+    has_teacher: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """``kd_weight · L_KD + ce_weight · L_CE`` (``DistillationCriterion`` of the original ``distiller.py``).
 
     The cross-entropy part is computed (for logging) whenever labels are given, even with ``ce_weight == 0``.
+    ``has_teacher`` (bool ``[B]``, optional): samples marked False have no teacher; their label replaces the
+    teacher target in ``L_KD`` (:func:`masked_multi_head_kd_loss`). None: every sample has a teacher.
 
     Returns:
         ``(total, {"kd": L_KD, "ce": L_CE})``; the parts are detached, ``ce`` is absent without labels.
@@ -148,7 +206,10 @@ def distillation_loss(
     Raises:
         ValueError: ``ce_weight > 0`` without labels, or any error of :func:`multi_head_kd_loss`.
     """
-    kd = multi_head_kd_loss(student_logits, teacher_logits, temperature, teacher_input)
+    if has_teacher is None:
+        kd = multi_head_kd_loss(student_logits, teacher_logits, temperature, teacher_input)
+    else:
+        kd = masked_multi_head_kd_loss(student_logits, teacher_logits, has_teacher, labels, temperature, teacher_input)
     total = kd_weight * kd
     parts = {"kd": kd.detach()}
     if labels is not None:

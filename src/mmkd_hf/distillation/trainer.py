@@ -129,7 +129,11 @@ class DistillationTrainer(_MultiHeadTrainerMixin, Trainer):
     ``src/modelling/distiller.py``).
 
     ``loss = kd_weight · T² · KL(softmax(ensemble/T) ‖ softmax(student/T)) + ce_weight · CE(student, labels)``,
-    averaged over the student's heads. The KD and CE parts and the top-1 teacher–student agreement per head are
+    averaged over the student's heads. Missing modalities (the batch's ``modality_present``, or ``teacher_present``
+    of a cache): the ensemble leaves absent teachers out per sample and renormalises the others' weights; a
+    sample with no teacher present takes its label as the KD target (label-only loss with the default weights;
+    :func:`~mmkd_hf.distillation.losses.masked_multi_head_kd_loss`), and the share of such samples is logged as
+    ``samples_without_teacher``. The KD and CE parts and the top-1 teacher–student agreement per head are
     averaged over the steps between two training logs and added to them (``kd_loss``, ``ce_loss``,
     ``agreement_<head>``; per process).
 
@@ -174,7 +178,9 @@ class DistillationTrainer(_MultiHeadTrainerMixin, Trainer):
             raise RuntimeError("the teacher must not be wrapped in DistributedDataParallel")
         return teacher
 
-    def _teacher_logits(self, inputs: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    def _teacher_logits(self, inputs: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """The ensemble's per-head logits and, when some modality was marked missing, ``has_teacher`` (bool
+        ``[B]``: at least one teacher present), else None."""
         if self.args.teacher_mode == "cached":
             cached = inputs.get("teacher_logits")
             if cached is None:
@@ -182,14 +188,19 @@ class DistillationTrainer(_MultiHeadTrainerMixin, Trainer):
                     "teacher_mode='cached' but the batch has no 'teacher_logits'; wrap the training dataset with "
                     "mmkd_hf.distillation.cache.with_cached_logits"
                 )
-            return dict(cached)
+            present = inputs.get("teacher_present")
+            return dict(cached), None if present is None else present.reshape(len(present), -1).any(dim=1)
         with torch.no_grad():
-            return dict(self.teacher(**inputs).logits)
+            output = self.teacher(**inputs)
+        present = getattr(output, "teacher_present", None)
+        return dict(output.logits), None if present is None else present.any(dim=1)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(**self._model_inputs(model, inputs))
         student_logits = _logits_of(outputs)
-        teacher_logits = self._teacher_logits(inputs)
+        teacher_logits, has_teacher = self._teacher_logits(inputs)
+        if has_teacher is not None and bool(has_teacher.all()):
+            has_teacher = None  # every sample has a teacher: the unmasked loss, exactly
         labels = inputs.get("labels")
         loss, parts = distillation_loss(
             student_logits,
@@ -198,13 +209,27 @@ class DistillationTrainer(_MultiHeadTrainerMixin, Trainer):
             temperature=self.args.temperature,
             kd_weight=self.args.kd_weight,
             ce_weight=self.args.ce_weight,
+            has_teacher=has_teacher,
         )
         if model.training:
-            self._record(parts, teacher_student_agreement(student_logits, teacher_logits))
+            extra = {}
+            if has_teacher is not None:
+                extra["samples_without_teacher"] = (~has_teacher).float().mean()
+                student_logits = {head: value[has_teacher] for head, value in student_logits.items()}
+                teacher_logits = {head: value[has_teacher] for head, value in teacher_logits.items()}
+            agreement = teacher_student_agreement(student_logits, teacher_logits) if len(
+                next(iter(student_logits.values()))) else {}
+            self._record(parts, agreement, extra)
         return (loss, outputs) if return_outputs else loss
 
-    def _record(self, parts: Mapping[str, torch.Tensor], agreement: Mapping[str, torch.Tensor]) -> None:
+    def _record(
+        self,
+        parts: Mapping[str, torch.Tensor],
+        agreement: Mapping[str, torch.Tensor],
+        extra: Mapping[str, torch.Tensor] | None = None,
+    ) -> None:
         values = {f"{name}_loss": value for name, value in parts.items()}
+        values.update(extra or {})
         values.update({f"agreement_{head}": value for head, value in agreement.items()})
         if agreement:
             values["agreement"] = torch.stack(list(agreement.values())).mean()

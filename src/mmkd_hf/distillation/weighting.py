@@ -11,6 +11,11 @@ vector ``w ∈ R^N`` (shared by the batch) or ``w ∈ R^{B×N}`` (per sample) co
   teachers never trained on. :class:`FullDatasetWeightAccumulator` sums it; its sums start at **zero** (the
   original ``src/patient_distill.py`` started them at ``1/N``) and are summed across processes.
 
+A sample that lacks a modality (``modality_present`` in ``docs/design.md``) loses that teacher: its weight is set
+to 0 for the sample and the others are renormalised to sum to 1 (:func:`renormalise_weights`; per-sample weights
+take the softmin over the present teachers only). E.g. 3 teachers, uniform, teacher 2 absent: ``(1/2, 0, 1/2)``;
+full-dataset ``(0.2, 0.3, 0.5)``, teacher 3 absent: ``(0.4, 0.6, 0)``.
+
 The combining maths lives in :mod:`mmkd_hf.models.ensemble.modeling_ensemble` (model folders are self-contained,
 so the ensemble cannot import this package) and the full-dataset fit in :mod:`.ensemble_fitting`; this module
 re-exports both for the distillation layer.
@@ -29,6 +34,7 @@ from ..models.ensemble.modeling_ensemble import (
     combine_teacher_logits,
     per_sample_weights,
     per_teacher_cross_entropy,
+    renormalise_weights,
     uniform_weights,
 )
 from ..utils import atomic_write_json
@@ -133,5 +139,6 @@ __all__ = [
     "full_dataset_weights",
     "per_sample_weights",
     "per_teacher_cross_entropy",
+    "renormalise_weights",
     "uniform_weights",
 ]

@@ -66,8 +66,10 @@ _EPIC_METADATA = ("segment_id", "participant_id", "tail_verb", "tail_noun", "uns
 def model_inputs(model: torch.nn.Module, batch: Mapping[str, Any]) -> dict[str, Any]:
     """The keyword arguments ``model`` takes from a collated batch (design.md model contract).
 
-    The teacher ensemble (a config with ``teachers``) gets the whole batch and routes it itself; any other model
-    gets its own input through :func:`~mmkd_hf.models.ensemble.modeling_ensemble.select_model_inputs`.
+    The teacher ensemble (a config with ``teachers``) gets the whole batch and routes it itself, including
+    ``modality_present`` (samples lacking audio or detections: the ensemble leaves those teachers out per sample and
+    renormalises the others; a sample with no teacher present scores as all-zero logits, i.e. chance); any other
+    model gets its own input through :func:`~mmkd_hf.models.ensemble.modeling_ensemble.select_model_inputs`.
     """
     config = getattr(model, "config", None)
     if getattr(config, "teachers", None):

@@ -18,6 +18,15 @@ fails before anything is created. ``--datasets`` also pushes the run's prepared 
 per split, with a dataset card) to the dataset repo ``<namespace>/<prefix>-<dataset>``; the dataset and its
 folder come from the run's ``run_settings.json`` (:class:`mmkd_hf.data.RunSettings`).
 
+When the network or the Hub fails: reads and the repo creation are retried with exponential backoff on
+connection errors, timeouts and HTTP 408/429/5xx (the file transfers themselves are retried by
+``huggingface_hub.utils.http_backoff``). A failed commit is retried only after reading the repo back: when the
+repo already holds exactly the files of the commit (the Hub applied it and the answer was lost, or a 500 came
+after the commit landed), the push is reported as done. A repo created by the push is deleted again if its
+first commit cannot be made, so no empty repo is left. Running the same command again completes a partial
+push; a repo that already holds identical files gets no new commit. A failure is one line that names the repo,
+its state on the Hub and what to do.
+
 Usage::
 
     mmkd-hf push --run outputs/<run> --namespace USER [--private] [--datasets] [--token TOKEN]
@@ -31,6 +40,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -68,6 +78,7 @@ class PushedRepo:
     repo_type: str
     commit: str
     url: str
+    changed: bool = True  # False when the repo already held identical files (no commit made)
 
 
 # ------------------------------------------------------------------------------------------ inspection
@@ -208,7 +219,7 @@ def _add_remote_pipeline(stage: Path) -> None:
     add_remote_pipeline(stage)
 
 
-# ------------------------------------------------------------------------------------------ push
+# ------------------------------------------------------------------------------------------ Hub access
 def _api(endpoint: str | None, token: str):
     from huggingface_hub import HfApi
 
@@ -233,7 +244,7 @@ def resolve_token(token: str | None) -> str:
 
 
 def _http_message(err: Exception, namespace: str, user: str | None, what: str) -> str:
-    status = getattr(getattr(err, "response", None), "status_code", None)
+    status = _status(err)
     server = getattr(getattr(err, "response", None), "headers", {}).get("X-Error-Message") if status else None
     detail = f" (server: {server})" if server else ""
     if status == 401:
@@ -241,9 +252,174 @@ def _http_message(err: Exception, namespace: str, user: str | None, what: str) -
     if status == 403:
         return (f"no write access to namespace {namespace!r} while {what} (HTTP 403){detail}: the token belongs to "
                 f"{user or 'another user'}; use your user name or an organisation where you can write")
-    return f"the Hub refused {what}: {err}"
+    return f"the Hub refused {what}: {describe_error(err)}"
 
 
+# ------------------------------------------------------------------------------------------ network faults
+#: HTTP answers worth another try (those ``huggingface_hub.utils.http_backoff`` retries).
+TRANSIENT_STATUS = (408, 429, 500, 502, 503, 504)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """``attempts`` tries per request, waiting ``first_wait_s`` after the first failure and doubling the wait up
+    to ``max_wait_s`` (the schedule of ``huggingface_hub.utils.http_backoff``)."""
+
+    attempts: int = 5
+    first_wait_s: float = 1.0
+    max_wait_s: float = 8.0
+
+    def waits(self) -> Iterator[float]:
+        wait = self.first_wait_s
+        for _ in range(self.attempts - 1):
+            yield wait
+            wait = min(self.max_wait_s, wait * 2)
+
+
+def _status(err: BaseException) -> int | None:
+    return getattr(getattr(err, "response", None), "status_code", None)
+
+
+def is_transient(err: BaseException) -> bool:
+    """A connection error (refused, reset, dropped), a timeout or an HTTP 408/429/5xx: worth another try."""
+    status = _status(err)
+    if status is not None:
+        return status in TRANSIENT_STATUS
+    if isinstance(err, (ConnectionError, TimeoutError)):
+        return True
+    # httpx's (huggingface_hub 1.x) or httpx2's (2.x) TransportError: ConnectError, ReadError, RemoteProtocolError...
+    return any(cls.__name__ == "TransportError" and cls.__module__.startswith("httpx") for cls in type(err).__mro__)
+
+
+def describe_error(err: BaseException) -> str:
+    """The error in one short line: the HTTP status and the server's message, or the connection failure."""
+    status = _status(err)
+    if status is not None:
+        server = err.response.headers.get("X-Error-Message") or ""
+        return f"HTTP {status}" + (f" ({server})" if server else "")
+    text = " ".join(str(err).split())[:160]
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def _retrying(action, what: str, policy: RetryPolicy, log):
+    """``action()``, tried again after a transient error (see :func:`is_transient`) as ``policy`` allows."""
+    waits = policy.waits()
+    while True:
+        try:
+            return action()
+        except Exception as err:
+            wait = next(waits, None) if is_transient(err) else None
+            if wait is None:
+                raise
+            log(f"[push] {what}: {describe_error(err)}; retrying in {wait:g} s")
+            time.sleep(wait)
+
+
+def _remote_files(api, repo_id: str, repo_type: str) -> tuple[str, dict[str, Any]] | None:
+    """(head commit, path -> file entry) of the repo's main branch, or None when the repo does not exist."""
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    try:
+        info = api.repo_info(repo_id, repo_type=repo_type, files_metadata=True)
+    except RepositoryNotFoundError:
+        return None
+    return info.sha, {sibling.rfilename: sibling for sibling in info.siblings or []}
+
+
+def holds_folder(stage: Path, remote: Mapping[str, Any]) -> bool:
+    """Whether the repo files ``remote`` (from :func:`_remote_files`) hold every file of ``stage``, byte for byte
+    (git blob id for regular files, sha256 for LFS files, as the Hub reports them)."""
+    from huggingface_hub.utils.sha import git_hash, sha_fileobj
+
+    for path in sorted(stage.rglob("*")):
+        if path.is_dir():
+            continue
+        entry = remote.get(path.relative_to(stage).as_posix())
+        if entry is None:
+            return False
+        if entry.lfs is not None:
+            with open(path, "rb") as handle:
+                if sha_fileobj(handle).hex() != entry.lfs.sha256:
+                    return False
+        elif git_hash(path.read_bytes()) != entry.blob_id:
+            return False
+    return True
+
+
+def push_folder(api, repo_id: str, stage: Path, *, repo_type: str = "model", private: bool = False,
+                commit_message: str, commit_description: str | None = None, retry: RetryPolicy | None = None,
+                namespace: str = "", user: str | None = None, log=print) -> tuple[str, bool]:
+    """Brings ``repo_id`` to hold the files of ``stage`` in at most one commit; returns (head commit, whether
+    a commit was made). A repo that already holds identical files gets no commit.
+
+    Raises:
+        PushError: one line naming the repo, its state on the Hub and what to do.
+    """
+    retry = retry or RetryPolicy()
+    before, created = None, False
+    try:
+        before = _retrying(lambda: _remote_files(api, repo_id, repo_type), f"reading {repo_id}", retry, log)
+        if before is None:
+            created = True
+            _retrying(lambda: api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True),
+                      f"creating {repo_id}", retry, log)
+        waits = retry.waits()
+        while True:
+            try:
+                info = api.upload_folder(repo_id=repo_id, repo_type=repo_type, folder_path=stage,
+                                         commit_message=commit_message, commit_description=commit_description)
+                return info.oid, before is None or info.oid != before[0]
+            except Exception as err:
+                if not is_transient(err):
+                    raise
+                # A commit is not repeated blindly: the Hub may have applied it before the answer was lost.
+                state = _retrying(lambda: _remote_files(api, repo_id, repo_type), f"reading {repo_id}", retry, log)
+                if state is not None and holds_folder(stage, state[1]):
+                    log(f"[push] {repo_id}: the Hub applied the commit despite {describe_error(err)}")
+                    return state[0], before is None or state[0] != before[0]
+                wait = next(waits, None)
+                if wait is None:
+                    raise
+                log(f"[push] uploading to {repo_id}: {describe_error(err)}; retrying in {wait:g} s")
+                time.sleep(wait)
+    except Exception as err:
+        if not (is_transient(err) or _status(err) is not None):
+            raise
+        raise PushError(_failure_message(api, repo_id, repo_type, err, created, before, namespace, user, log)) from err
+
+
+def _failure_message(api, repo_id: str, repo_type: str, err: Exception, created: bool,
+                     before: tuple[str, dict] | None, namespace: str, user: str | None, log) -> str:
+    """What failed, the repo's state on the Hub after the failure (read back) and what to do, in one line."""
+    status = _status(err)
+    reason = (_http_message(err, namespace, user, f"pushing {repo_id}") if status in (401, 403)
+              else f"pushing {repo_id} failed ({describe_error(err)})")
+    again = "run the same command again (it completes the push and skips repos that are up to date)"
+    quick = RetryPolicy(attempts=3)
+    try:
+        state = _retrying(lambda: _remote_files(api, repo_id, repo_type), f"reading {repo_id}", quick, log)
+    except Exception:
+        if created:
+            return (f"{reason}; the Hub could not be read back, so {repo_id} may exist empty: {again}, or delete it "
+                    f"with `hf repos delete {repo_id}`")
+        return f"{reason}; the Hub could not be read back, so the state of {repo_id} is unknown: {again}"
+    if state is None:
+        return f"{reason}; nothing was created on the Hub for {repo_id}: {again}"
+    head, files = state
+    if created and set(files) <= {".gitattributes"}:
+        try:
+            _retrying(lambda: api.delete_repo(repo_id, repo_type=repo_type, missing_ok=True),
+                      f"deleting the empty {repo_id}", quick, log)
+            return f"{reason}; the repo created for it was deleted again, nothing is on the Hub for it: {again}"
+        except Exception as delete_err:
+            return (f"{reason}; the new repo {repo_id} is left empty (deleting it failed: {describe_error(delete_err)}): "
+                    f"{again}, or delete it with `hf repos delete {repo_id}`")
+    if before is not None and head == before[0]:
+        return f"{reason}; {repo_id} is unchanged at its previous commit {head[:12]}: {again}"
+    return f"{reason}; {repo_id} is at commit {head[:12]}, which does not hold every file of this push: {again}"
+
+
+# ------------------------------------------------------------------------------------------ push
 def push_run(
     run_dir: str | os.PathLike,
     namespace: str,
@@ -254,6 +430,7 @@ def push_run(
     prefix: str = "mmkd",
     units: Sequence[str] | None = None,
     endpoint: str | None = None,
+    retry: RetryPolicy | None = None,
     log=print,
 ) -> list[PushedRepo]:
     """Pushes the models of a run (and optionally its datasets); returns what was pushed, in order.
@@ -267,13 +444,16 @@ def push_run(
         prefix: Repo name prefix (``<namespace>/<prefix>-<unit>``).
         units: Only these model folders (default: all).
         endpoint: Hub URL (default: ``HF_ENDPOINT`` or huggingface.co).
+        retry: How requests are retried on connection errors and HTTP 408/429/5xx (default :class:`RetryPolicy`).
         log: Progress printer.
 
     Raises:
-        FileNotFoundError, PushError: bad input (checked before anything is created) or a refused request.
+        FileNotFoundError, PushError: bad input (checked before anything is created), a refused request, or a
+            network failure that outlasted the retries (the message names the repo and its state on the Hub).
     """
     from huggingface_hub.errors import HfHubHTTPError
 
+    retry = retry or RetryPolicy()
     run_dir = Path(run_dir)
     if not namespace or "/" in namespace:
         raise PushError(f"--namespace must be a user or organisation name, got {namespace!r}")
@@ -294,14 +474,28 @@ def push_run(
     token = resolve_token(token)
     api = _api(endpoint, token)
     try:
-        user = api.whoami()["name"]
-    except HfHubHTTPError as err:
-        raise PushError(_http_message(err, namespace, None, "checking the token")) from err
+        user = _retrying(lambda: api.whoami()["name"], "checking the token", retry, log)
+    except Exception as err:
+        if isinstance(err, HfHubHTTPError) and not is_transient(err):
+            raise PushError(_http_message(err, namespace, None, "checking the token")) from err
+        if not is_transient(err):
+            raise
+        raise PushError(f"cannot reach the Hub at {api.endpoint} ({describe_error(err)}); nothing was created or "
+                        "changed: check the network or --endpoint, then run the same command again") from err
 
     pushed: list[PushedRepo] = []
+
+    def already_pushed(err: PushError) -> PushError:
+        done = ", ".join(repo.repo_id for repo in pushed) or "none"
+        return PushError(f"{err} [already pushed: {done}]")
+
     dataset_repo_id = None
     if datasets:
-        dataset_repo = push_dataset(api, settings, namespace, prefix=prefix, private=private, user=user, log=log)
+        try:
+            dataset_repo = push_dataset(api, settings, namespace, prefix=prefix, private=private, user=user,
+                                        retry=retry, log=log)
+        except PushError as err:
+            raise already_pushed(err) from err.__cause__
         pushed.append(dataset_repo)
         dataset_repo_id = dataset_repo.repo_id
     teachers: list[dict[str, Any]] = []
@@ -315,30 +509,26 @@ def push_run(
         )
         with staged_folder(folder, str(card)) as stage:
             try:
-                api.create_repo(repo_id, private=private, exist_ok=True)
-                info = api.upload_folder(
-                    repo_id=repo_id, folder_path=stage,
+                commit, changed = push_folder(
+                    api, repo_id, stage, private=private, retry=retry, namespace=namespace, user=user, log=log,
                     commit_message=f"Upload {folder.unit} of mmkd-hf run {run_dir.name}",
                     commit_description=f"{kind} model pushed by `mmkd-hf push` from {run_dir.name}/{folder.unit}.",
                 )
-            except HfHubHTTPError as err:
-                done = ", ".join(repo.repo_id for repo in pushed) or "none"
-                raise PushError(_http_message(err, namespace, user, f"pushing {repo_id}") +
-                                f" [already pushed: {done}]") from err
-        record = PushedRepo(folder.unit, repo_id, "model", info.oid, f"{api.endpoint}/{repo_id}")
+            except PushError as err:
+                raise already_pushed(err) from err.__cause__
+        record = PushedRepo(folder.unit, repo_id, "model", commit, f"{api.endpoint}/{repo_id}", changed)
         pushed.append(record)
-        log(f"[push] {folder.unit:<14} -> {record.url} @ {record.commit[:12]}")
+        note = "" if changed else " (unchanged: the repo already holds these files)"
+        log(f"[push] {folder.unit:<14} -> {record.url} @ {record.commit[:12]}{note}")
         if kind == "teacher":
-            teachers.append({"name": folder.unit, "repo_id": repo_id, "revision": info.oid})
+            teachers.append({"name": folder.unit, "repo_id": repo_id, "revision": commit})
     return pushed
 
 
 def push_dataset(api, settings: RunSettings, namespace: str, *, prefix: str = "mmkd", private: bool = False,
-                 user: str | None = None, log=print) -> PushedRepo:
+                 user: str | None = None, retry: RetryPolicy | None = None, log=print) -> PushedRepo:
     """Pushes the run's prepared dataset metadata: ``data/<split>-00000-of-00001.parquet`` + a dataset card,
     in one commit to ``<namespace>/<prefix>-<dataset>`` (dataset and folder from the run's settings)."""
-    from huggingface_hub.errors import HfHubHTTPError
-
     dataset = settings.dataset
     annotations = settings.load_kwargs.get("annotations_dir")  # where the run found its annotation files
     splits = build_metadata(dataset, data_dir=settings.data_dir, **({"annotations_dir": annotations} if annotations else {}))
@@ -352,13 +542,10 @@ def push_dataset(api, settings: RunSettings, namespace: str, *, prefix: str = "m
             rows[split] = len(table)
         card = render_dataset_card(dataset, repo_id=repo_id, splits=splits)
         (stage / "README.md").write_text(str(card), encoding="utf-8")
-        try:
-            api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-            info = api.upload_folder(repo_id=repo_id, repo_type="dataset", folder_path=stage,
-                                     commit_message=f"Upload {dataset} metadata prepared by mmkd-hf")
-        except HfHubHTTPError as err:
-            raise PushError(_http_message(err, namespace, user, f"pushing dataset {repo_id}")) from err
-    record = PushedRepo(dataset, repo_id, "dataset", info.oid, f"{api.endpoint}/datasets/{repo_id}")
+        commit, changed = push_folder(api, repo_id, stage, repo_type="dataset", private=private, retry=retry,
+                                      namespace=namespace, user=user, log=log,
+                                      commit_message=f"Upload {dataset} metadata prepared by mmkd-hf")
+    record = PushedRepo(dataset, repo_id, "dataset", commit, f"{api.endpoint}/datasets/{repo_id}", changed)
     log(f"[push] dataset {dataset} ({', '.join(f'{k}: {v}' for k, v in rows.items())}) -> {record.url}")
     return record
 
@@ -374,15 +561,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prefix", default="mmkd", help="repo name prefix: <namespace>/<prefix>-<unit> (default mmkd)")
     parser.add_argument("--units", default=None, help="comma-separated model folders to push (default: all)")
     parser.add_argument("--endpoint", default=None, help="Hub URL (default: HF_ENDPOINT or https://huggingface.co)")
+    parser.add_argument("--retries", type=int, default=RetryPolicy.attempts,
+                        help="tries per request on connection errors and HTTP 408/429/5xx, with waits of 1, 2, 4, "
+                             f"8 s between them (default {RetryPolicy.attempts})")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     units = [u.strip() for u in args.units.split(",") if u.strip()] if args.units else None
+    if args.retries < 1:
+        print(f"mmkd-hf push: error: --retries must be at least 1, got {args.retries}", file=sys.stderr)
+        return 2
     try:
         pushed = push_run(args.run, args.namespace, token=args.token, private=args.private, datasets=args.datasets,
-                          prefix=args.prefix, units=units, endpoint=args.endpoint)
+                          prefix=args.prefix, units=units, endpoint=args.endpoint,
+                          retry=RetryPolicy(attempts=args.retries))
     except (PushError, FileNotFoundError, ValueError) as err:
         print(f"mmkd-hf push: error: {err}", file=sys.stderr)
         return 2
@@ -390,4 +584,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["PushError", "PushedRepo", "find_model_folders", "main", "push_dataset", "push_run", "resolve_token"]
+__all__ = ["PushError", "PushedRepo", "RetryPolicy", "find_model_folders", "holds_folder", "is_transient", "main",
+           "push_dataset", "push_folder", "push_run", "resolve_token"]

@@ -66,7 +66,7 @@ OPERATIONAL_FIELDS = frozenset(
 RENAMED_OPTIONS = {"weighting": "weighting_scheme"}
 #: Options added after the first release, with the default they were introduced with: they enter the run identity
 #: only when set to another value, so run folders made before them keep their identity.
-LATER_OPTIONS = {"frames_dtype": "uint8", "init_from": None}
+LATER_OPTIONS = {"frames_dtype": "uint8", "init_from": None, "skip_bad_samples": False}
 DEFAULT_MINI_KITCHENS_DIR = Path(".cache") / "mini-kitchens"
 
 
@@ -211,6 +211,13 @@ class DataArguments:
         default=None, metadata=_help("Use only the first N validation samples (debugging and tests).")
     )
     num_workers: int = field(default=0, metadata=_help("DataLoader worker processes."))
+    skip_bad_samples: bool = field(
+        default=False,
+        metadata=_help("Drop segments whose files are missing and replace a sample that fails to decode (corrupt "
+                       "frame, truncated audio) by the next good one, instead of stopping; each one is logged in "
+                       "<run>/skipped_samples.jsonl and counted in results.json. Part of the run's identity when set "
+                       "(it changes which samples train)."),
+    )
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:

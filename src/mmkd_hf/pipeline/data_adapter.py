@@ -8,6 +8,7 @@ pipeline loads every dataset through them and saves them into the run folder, wh
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,9 +17,11 @@ import numpy as np
 import torch
 
 from ..data import AudioConfig, MultimodalCollator, RunSettings, load_dataset
+from ..data.errors import DataFormatError
 from ..synthetic import MINI_KITCHENS_SCALES, ensure_mini_kitchens
 from .arguments import PipelineConfig
-from .runtime import isolated_rng
+from .run_folder import SKIP_LOG_FILE
+from .runtime import is_main, isolated_rng
 
 
 def find_transforms(dataset) -> list[Any]:
@@ -98,6 +101,8 @@ def dataset_load_kwargs(config: PipelineConfig) -> dict[str, Any]:
     }
     if config.annotations_dir:  # only when given: settings saved before the option read the same
         kwargs["annotations_dir"] = str(config.annotations_dir)
+    if config.skip_bad_samples:  # likewise
+        kwargs["skip_bad_samples"] = True
     return kwargs
 
 
@@ -127,22 +132,70 @@ class PipelineData:
         self.settings = RunSettings(dataset=config.dataset, data_dir=str(self.data_dir),
                                     load_kwargs=dataset_load_kwargs(config))
         self._cache: dict[tuple, Any] = {}
+        #: per cached dataset with segments dropped for missing files: the split positions of the rows it kept
+        self._kept_positions: dict[tuple, list[int]] = {}
+        self._logged_drops: set[tuple[str, str, str]] = set()
+        self.skip_log = config.run_dir / SKIP_LOG_FILE
         self.heads, self.head_labels = heads_from_features(self._load("train", ("rgb",), False).features)
         self.settings.heads, self.settings.head_labels = dict(self.heads), dict(self.head_labels)
 
     def _load(self, split: str, modalities: Sequence[str], train: bool):
-        return self.settings.load_dataset(split, modalities=tuple(modalities), train=train)
+        if not self.config.skip_bad_samples:
+            try:
+                return self.settings.load_dataset(split, modalities=tuple(modalities), train=train)
+            except DataFormatError as error:  # say how to skip them with train.py's own option
+                raise DataFormatError(error.path, error.reason.replace("skip_bad_samples=True", "--skip_bad_samples"),
+                                      error.sample_id) from None
+        self.skip_log.parent.mkdir(parents=True, exist_ok=True)
+        dataset = self.settings.load_dataset(split, modalities=tuple(modalities), train=train,
+                                             skip_log_path=str(self.skip_log))
+        self._log_dropped(split, getattr(dataset, "mmkd_source_report", None))
+        return dataset
+
+    def _log_dropped(self, split: str, report) -> None:
+        """Append the segments dropped at load for missing files to the run's skip log (main process, once each)."""
+        if report is None or not report.count or not is_main():
+            return
+        ids = dict(zip(report.bad_rows, report.segment_ids)) if len(report.segment_ids) == report.count else {}
+        lines = []
+        for entry in report.missing:
+            for row in entry.rows:
+                sample_id = str(ids.get(row, f"{split}[{row}]"))
+                if (split, sample_id, entry.modality) in self._logged_drops:
+                    continue
+                self._logged_drops.add((split, sample_id, entry.modality))
+                lines.append(json.dumps({"sample_id": sample_id, "path": report.layout.get(entry.modality, report.root),
+                                         "reason": f"{entry.modality} of {entry.video_id}: {entry.reason} (dropped at "
+                                                   f"load, split {split})"}))
+        if lines:
+            with open(self.skip_log, "a", encoding="utf-8") as handle:
+                handle.write("\n".join(lines) + "\n")
 
     def dataset(self, split: str, modalities: Sequence[str], train: bool):
         """The ``split`` dataset with the given modalities (augmented when ``train``), cut to max_*_samples."""
         key = (split, tuple(sorted(modalities)), bool(train))
         if key not in self._cache:
             dataset = self._load(split, sorted(modalities), train)
+            report = getattr(dataset, "mmkd_source_report", None)
+            if report is not None and report.count:
+                bad = set(report.bad_rows)
+                self._kept_positions[key] = [i for i in range(report.total) if i not in bad]
             limit = self.config.max_train_samples if split == "train" else self.config.max_eval_samples
             if limit is not None and limit < len(dataset):
                 dataset = torch.utils.data.Subset(dataset, range(limit))
             self._cache[key] = dataset
         return self._cache[key]
+
+    def subset(self, split: str, modalities: Sequence[str], train: bool, positions: Sequence[int]):
+        """The rows at ``positions`` of the whole split (e.g. the held-out split's indices) of :meth:`dataset`:
+        with ``--skip_bad_samples``, segments dropped for missing files are left out and the others keep their
+        identity (never shifted onto a neighbour's position)."""
+        dataset = self.dataset(split, modalities, train)
+        kept = self._kept_positions.get((split, tuple(sorted(modalities)), bool(train)))
+        if kept is not None:
+            position = {original: i for i, original in enumerate(kept)}
+            positions = [position[p] for p in positions if p in position]
+        return torch.utils.data.Subset(dataset, list(positions))
 
     def collator(self) -> MultimodalCollator:
         return MultimodalCollator()

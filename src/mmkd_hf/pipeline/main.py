@@ -7,11 +7,13 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from ..data.errors import DataFormatError, SampleDecodeError
 from ..distillation.trainer import NonFiniteLossError
 from ..utils import ForeignFolderError
 from .arguments import PipelineConfig, parse_config
 from .data_adapter import PipelineData, prepare_dataset
 from .run_folder import (
+    SKIP_LOG_FILE,
     RunConflictError,
     RunFolder,
     check_overwrite_target,
@@ -95,6 +97,22 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
     return results
 
 
+def data_error_message(exc: BaseException, config: PipelineConfig) -> str | None:
+    """One line for a sample or data file that could not be read, also when a DataLoader worker raised it (torch
+    re-raises it there as a ``RuntimeError`` holding the worker's traceback); None for any other error."""
+    kind, text = type(exc).__name__, str(exc)
+    if isinstance(exc, RuntimeError):
+        kind = next((name for name in ("SampleDecodeError", "DataFormatError")
+                     if text.startswith(f"Caught {name} in DataLoader worker")), None)
+        if kind is None:
+            return None
+        text = text.rstrip().splitlines()[-1].split(f"{kind}: ", 1)[-1]  # the worker's own message
+    if kind == "SampleDecodeError" and not config.skip_bad_samples:
+        text += ("; pass --skip_bad_samples to replace such samples by the next good one (each is logged in "
+                 f"{config.run_dir / SKIP_LOG_FILE} and counted in results.json)")
+    return text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``train.py`` / ``mmkd-hf train``; returns the exit code."""
     try:
@@ -112,6 +130,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except NonFiniteLossError as exc:
         print(f"train.py: error: {exc}", file=sys.stderr)
+        return 1
+    except (SampleDecodeError, DataFormatError, RuntimeError) as exc:
+        message = data_error_message(exc, config)
+        if message is None:
+            raise
+        print(f"train.py: error: {message}", file=sys.stderr)
         return 1
     return 0
 

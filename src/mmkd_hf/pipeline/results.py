@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,9 +37,37 @@ def write_results(folder: RunFolder, config: PipelineConfig, results: Mapping[st
         "timings_s": {**timings, "total": round(sum(timings.values()), 3)},
         "models": dict(results),
     }
+    if config.skip_bad_samples or folder.skip_log.is_file():
+        payload["skipped_samples"] = skip_summary(folder.skip_log)
     atomic_write_json(folder.path / "results.json", payload)
     atomic_write_text(folder.path / "results.md", results_markdown(payload, list(heads)))
     return payload
+
+
+def skip_summary(log: Path) -> dict[str, Any]:
+    """What ``--skip_bad_samples`` skipped, from the run's skip log: ``count`` (distinct samples replaced or dropped),
+    ``events`` (their lines: a corrupt sample is met again every epoch and by every model that reads it), the first
+    sample ids, the log's file name and, when a teacher tolerates a missing modality, ``missing_modalities``
+    (modality -> distinct samples kept without it; their log lines carry a ``modality``)."""
+    entries = []
+    if log.is_file():
+        for line in log.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            try:
+                entries.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut by a crash: counted, not fatal
+                entries.append({"sample_id": "?", "reason": "unreadable log line"})
+    skipped = [e for e in entries if "modality" not in e]
+    missing: dict[str, set[str]] = {}
+    for mark in entries:
+        if "modality" in mark:
+            missing.setdefault(str(mark["modality"]), set()).add(str(mark.get("sample_id")))
+    samples = list(dict.fromkeys(str(e.get("sample_id")) for e in skipped))
+    summary = {"count": len(samples), "events": len(skipped), "samples": samples[:20], "log": log.name}
+    if missing:
+        summary["missing_modalities"] = {modality: len(ids) for modality, ids in sorted(missing.items())}
+    return summary
 
 
 def results_markdown(payload: Mapping[str, Any], heads: Sequence[str]) -> str:
@@ -64,6 +93,10 @@ def results_markdown(payload: Mapping[str, Any], heads: Sequence[str]) -> str:
     lines += ["", "Accuracies and ECE (15 bins) in %, on the validation split.", "", "## Wall time per unit (s)", "",
               "| unit | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in payload["timings_s"].items()]
+    skipped = payload.get("skipped_samples")
+    if skipped is not None:
+        lines += ["", f"Samples skipped (--skip_bad_samples): {skipped['count']} ({skipped['events']} time(s)); "
+                      f"see {skipped['log']}."]
     return "\n".join(lines) + "\n"
 
 
@@ -78,4 +111,4 @@ def _format(value) -> str:
     return "–" if value is None else f"{float(value):.2f}"
 
 
-__all__ = ["evaluate", "results_markdown", "write_results"]
+__all__ = ["evaluate", "results_markdown", "skip_summary", "write_results"]

@@ -13,6 +13,7 @@ Layout (``<output_dir>/<run_name>/``)::
     checkpoints/<unit>/checkpoint-N Trainer checkpoints (``--resume`` continues from the last one)
     tensorboard/<unit>/             TensorBoard logs
     timings.json                    wall time per unit (kept across invocations)
+    skipped_samples.jsonl           samples skipped with --skip_bad_samples (sample id, file, reason)
     results.json, results.md        validation metrics of every model, the config, the seed and the timings
 """
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -39,9 +41,15 @@ from .arguments import PipelineConfig
 from .runtime import barrier, is_main
 
 
+logger = logging.getLogger(__name__)
+
+
 class RunConflictError(RuntimeError):
     """The output folder holds a different run (different options or data); nothing was overwritten."""
 
+
+#: The log of the samples skipped with ``--skip_bad_samples`` (one JSON object per line), in the run folder.
+SKIP_LOG_FILE = "skipped_samples.jsonl"
 
 #: Files larger than this enter a data fingerprint by their size, first and last MiB (a full read of several GB of
 #: Something-Else boxes at every start would cost minutes); smaller files by their whole content.
@@ -144,6 +152,11 @@ class RunFolder:
     def tensorboard_dir(self, unit: str) -> Path:
         return self.path / "tensorboard" / unit
 
+    @property
+    def skip_log(self) -> Path:
+        """``skipped_samples.jsonl``: one JSON line per sample skipped with ``--skip_bad_samples``."""
+        return self.path / SKIP_LOG_FILE
+
     def marker(self, unit: str) -> Path:
         return self.path / "stages" / f"{unit}.done"
 
@@ -228,14 +241,55 @@ class RunFolder:
         atomic_write_json(self.timings_file, timings)
 
 
+#: Weight files one of which a complete Trainer checkpoint holds (safetensors or torch, single or sharded).
+CHECKPOINT_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
+                           "pytorch_model.bin.index.json")
+
+
+def checkpoint_problem(checkpoint: Path) -> str | None:
+    """Why the Trainer checkpoint folder ``checkpoint`` cannot be resumed from, or None when it is complete: its
+    ``trainer_state.json`` (written last by the Trainer) must parse as a JSON object, a weight file must be
+    non-empty, and an optimizer/scheduler state, when present, must be non-empty."""
+    checkpoint = Path(checkpoint)
+    state = checkpoint / TRAINER_STATE_NAME
+    try:
+        parsed = json.loads(state.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return f"no {TRAINER_STATE_NAME}"
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        return f"{TRAINER_STATE_NAME} unreadable ({type(error).__name__})"
+    if not isinstance(parsed, dict):
+        return f"{TRAINER_STATE_NAME} is not a JSON object"
+    weights = [checkpoint / name for name in CHECKPOINT_WEIGHT_FILES if (checkpoint / name).is_file()]
+    if not weights:
+        return "no model weights"
+    empty = [p.name for p in weights if p.stat().st_size == 0]
+    empty += [name for name in ("optimizer.pt", "scheduler.pt")
+              if (checkpoint / name).is_file() and (checkpoint / name).stat().st_size == 0]
+    if empty:
+        return f"empty file(s) {empty}"
+    return None
+
+
 def last_valid_checkpoint(folder: Path) -> Path | None:
-    """The newest ``checkpoint-N`` under ``folder`` that is complete (its ``trainer_state.json``, written last by
-    the Trainer, exists); a checkpoint cut short by a crash is skipped."""
+    """The newest ``checkpoint-N`` under ``folder`` that is complete (see :func:`checkpoint_problem`): a
+    checkpoint cut short by a crash or a full disk (e.g. a 0-byte ``trainer_state.json``) is skipped, with a
+    warning naming it and the checkpoint used instead."""
     folder = Path(folder)
     if not folder.is_dir() or get_last_checkpoint(str(folder)) is None:
         return None
-    complete = [Path(c) for c in sort_checkpoints(str(folder)) if (Path(c) / TRAINER_STATE_NAME).is_file()]
-    return complete[-1] if complete else None
+    skipped: list[str] = []
+    for candidate in reversed([Path(c) for c in sort_checkpoints(str(folder))]):
+        problem = checkpoint_problem(candidate)
+        if problem is None:
+            if skipped:
+                logger.warning("incomplete checkpoint(s) skipped: %s; falling back to %s", "; ".join(skipped),
+                               candidate)
+            return candidate
+        skipped.append(f"{candidate.name} ({problem})")
+    if skipped:
+        logger.warning("no complete checkpoint in %s: %s", folder, "; ".join(skipped))
+    return None
 
 
 def load_or_make_held_out_split(folder: RunFolder, config: PipelineConfig, train_ids: Sequence[str]) -> dict[str, Any]:
@@ -263,7 +317,9 @@ def load_or_make_held_out_split(folder: RunFolder, config: PipelineConfig, train
 __all__ = [
     "RunConflictError",
     "RunFolder",
+    "SKIP_LOG_FILE",
     "check_overwrite_target",
+    "checkpoint_problem",
     "data_fingerprint",
     "last_valid_checkpoint",
     "load_or_make_held_out_split",

@@ -214,8 +214,7 @@ class Runner:
         seed_offset = 1 + TEACHER_MODALITIES.index(modality)
         seed_everything(cfg.seed + seed_offset)
         model = build_teacher(cfg, modality, self.data.heads, self.data.head_labels)
-        train = torch.utils.data.Subset(self.data.dataset("train", [modality], train=True),
-                                        list(self.held_out["teacher_indices"]))
+        train = self.data.subset("train", [modality], True, self.held_out["teacher_indices"])
         lr = cfg.teacher_learning_rate
         if modality == "layout" and cfg.layout_learning_rate:
             lr = cfg.layout_learning_rate
@@ -247,7 +246,7 @@ class Runner:
             # Un-augmented views of the held-out part of the train split; each process takes a strided shard and
             # the fits sum the per-teacher losses (gather the logits, for calibration) across processes.
             indices = list(self.held_out["held_out_indices"])[accelerator.process_index::accelerator.num_processes]
-            held_out = torch.utils.data.Subset(self.data.dataset("train", cfg.teacher_list, train=False), indices)
+            held_out = self.data.subset("train", cfg.teacher_list, False, indices)
             loader = torch.utils.data.DataLoader(held_out, batch_size=cfg.eval_batch_size, shuffle=False,
                                                  collate_fn=self.data.collator(), num_workers=cfg.num_workers)
             ensemble.to(accelerator.device)

@@ -48,7 +48,7 @@ import datasets
 import numpy as np
 import torch
 
-from ..audio import audio_windows_for_segment
+from ..audio import audio_windows_for_segment, warn_once
 from ..configs import AudioConfig, LayoutConfig
 from ..decoding import (
     FileDecodeError,
@@ -65,7 +65,7 @@ from ..errors import DataFormatError, SampleDecodeError
 from ..sampling import rgb_to_flow_index
 from ..source_check import MissingSource
 from ..transforms import SampleReader
-from .common import LocalDataBuilderMixin, find_file, parse_int, read_csv_rows, require_file
+from .common import LocalDataBuilderMixin, find_file, parse_float, parse_int, read_csv_rows, require_file
 
 __all__ = ["EpicKitchens100", "EpicKitchensConfig", "EpicKitchensReader", "EpicLayout", "CARD_INFO",
            "annotation_files", "resolve_layout"]
@@ -201,7 +201,7 @@ def _class_names(path: Path) -> list[str]:
     rows = list(read_csv_rows(path, ["id", "key"]))
     names: dict[int, str] = {}
     for line, row in rows:
-        names[parse_int(row["id"], path, "id", f"line {line}")] = row["key"]
+        names[parse_int(row["id"], path, "id", None, line)] = row["key"]
     if sorted(names) != list(range(len(names))):
         raise DataFormatError(path, f"class ids must be 0..{len(names) - 1} without gaps")
     return [names[i] for i in range(len(names))]
@@ -210,25 +210,24 @@ def _class_names(path: Path) -> list[str]:
 def _id_set(path: Path | None, column: str) -> set[str]:
     if path is None:
         return set()
-    return {row[column].strip() for _, row in read_csv_rows(path, [column])}
+    return {row[column].strip() for _, row in read_csv_rows(path, [column], allow_empty=True)}
 
 
 def _video_info(path: Path) -> dict[str, tuple[float, float, int, int]]:
     info = {}
     for line, row in read_csv_rows(path, ["video_id", "fps"]):
-        try:
-            fps = float(row["fps"])
-        except ValueError:
-            raise DataFormatError(path, f"column 'fps': expected a number, got {row['fps']!r}", row["video_id"]) from None
+        fps = parse_float(row["fps"], path, "fps", row["video_id"], line)
         if not fps > 0:
-            raise DataFormatError(path, f"column 'fps': expected > 0, got {fps}", row["video_id"])
+            raise DataFormatError(path, f"line {line}, column 'fps': expected > 0, got {fps}", row["video_id"])
         width = height = -1
         resolution = (row.get("resolution") or "").lower()
         if "x" in resolution:
             w, h = resolution.split("x", 1)
             if w.strip().isdigit() and h.strip().isdigit():
                 width, height = int(w), int(h)
-        duration = float(row["duration"]) if row.get("duration") else -1.0
+        duration = -1.0
+        if row.get("duration"):
+            duration = parse_float(row["duration"], path, "duration", row["video_id"], line)
         info[row["video_id"]] = (fps, duration, width, height)
     return info
 
@@ -262,16 +261,22 @@ def estimate_frame_rates(rows: list[dict[str, str]], min_seconds: float = 5.0) -
     return {video: float(np.median(values)) for video, values in ratios.items()}
 
 
-def _literal_list(value: str | None, path: Path, column: str, sample_id: str) -> list:
+def _literal_list(value: str | None, path: Path, column: str, sample_id: str, line: int | None = None) -> list:
     if not value:
         return []
+    where = f"line {line}, " if line is not None else ""
     try:
         parsed = ast.literal_eval(value)  # literals only: safe
-    except (ValueError, SyntaxError):
-        raise DataFormatError(path, f"column {column!r}: expected a Python list literal, got {value!r}", sample_id) from None
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        raise DataFormatError(path, f"{where}column {column!r}: expected a Python list literal, got {value!r}",
+                              sample_id) from None
     if not isinstance(parsed, (list, tuple)):
-        raise DataFormatError(path, f"column {column!r}: expected a list, got {value!r}", sample_id)
+        raise DataFormatError(path, f"{where}column {column!r}: expected a list, got {value!r}", sample_id)
     return list(parsed)
+
+
+def _class_ids(values, path: Path, column: str, sample_id: str | None, line: int | None = None) -> list[int]:
+    return [parse_int(value, path, column, sample_id, line) for value in values]
 
 
 @dataclass
@@ -342,8 +347,8 @@ class EpicKitchens100(LocalDataBuilderMixin, datasets.GeneratorBasedBuilder):
         num_nouns = self.info.features["noun_class"].num_classes
         video_info = _video_info(files["video_info"])
         unseen = _id_set(files.get(f"unseen_{split}"), "participant_id") if split != "train" else set()
-        tail_verbs = {int(x) for x in _id_set(files.get("tail_verbs"), "verb")}
-        tail_nouns = {int(x) for x in _id_set(files.get("tail_nouns"), "noun")}
+        tail_verbs = set(_class_ids(_id_set(files.get("tail_verbs"), "verb"), files.get("tail_verbs"), "verb", None))
+        tail_nouns = set(_class_ids(_id_set(files.get("tail_nouns"), "noun"), files.get("tail_nouns"), "noun", None))
         labelled = split != "test"
         required = SEGMENT_COLUMNS + (LABEL_COLUMNS if labelled else [])
         seen_ids: set[str] = set()
@@ -354,10 +359,11 @@ class EpicKitchens100(LocalDataBuilderMixin, datasets.GeneratorBasedBuilder):
             if sid in seen_ids:
                 raise DataFormatError(path, f"duplicate narration_id on line {line}", sid)
             seen_ids.add(sid)
-            start = parse_int(row["start_frame"], path, "start_frame", sid)
-            stop = parse_int(row["stop_frame"], path, "stop_frame", sid)
+            start = parse_int(row["start_frame"], path, "start_frame", sid, line)
+            stop = parse_int(row["stop_frame"], path, "stop_frame", sid, line)
             if start < 1 or stop < start:
-                raise DataFormatError(path, f"expected 1 <= start_frame <= stop_frame, got {start}..{stop}", sid)
+                raise DataFormatError(path, f"line {line}: expected 1 <= start_frame <= stop_frame, got "
+                                            f"{start}..{stop}", sid)
             video = row["video_id"]
             if video not in video_info:
                 raise DataFormatError(files["video_info"], f"video {video!r} (used by line {line} of {path.name}) "
@@ -365,14 +371,15 @@ class EpicKitchens100(LocalDataBuilderMixin, datasets.GeneratorBasedBuilder):
             fps, duration, width, height = video_info[video]
             verb_class = noun_class = action = -1
             if labelled:
-                verb_class = parse_int(row["verb_class"], path, "verb_class", sid)
-                noun_class = parse_int(row["noun_class"], path, "noun_class", sid)
+                verb_class = parse_int(row["verb_class"], path, "verb_class", sid, line)
+                noun_class = parse_int(row["noun_class"], path, "noun_class", sid, line)
                 if not 0 <= verb_class < num_verbs:
                     raise DataFormatError(path, f"verb_class {verb_class} outside the {num_verbs} verb classes", sid)
                 if not 0 <= noun_class < num_nouns:
                     raise DataFormatError(path, f"noun_class {noun_class} outside the {num_nouns} noun classes", sid)
                 action = verb_class * num_nouns + noun_class
-            all_noun_classes = [int(x) for x in _literal_list(row.get("all_noun_classes"), path, "all_noun_classes", sid)]
+            noun_classes = _literal_list(row.get("all_noun_classes"), path, "all_noun_classes", sid, line)
+            all_noun_classes = _class_ids(noun_classes, path, "all_noun_classes", sid, line)
             yield sid, {
                 "index": index,
                 "segment_id": sid,
@@ -394,7 +401,7 @@ class EpicKitchens100(LocalDataBuilderMixin, datasets.GeneratorBasedBuilder):
                 "verb_class": verb_class,
                 "noun_class": noun_class,
                 "action_class": action,
-                "all_nouns": [str(x) for x in _literal_list(row.get("all_nouns"), path, "all_nouns", sid)],
+                "all_nouns": [str(x) for x in _literal_list(row.get("all_nouns"), path, "all_nouns", sid, line)],
                 "all_noun_classes": all_noun_classes,
                 "unseen_participant": row["participant_id"] in unseen,
                 "tail_verb": verb_class in tail_verbs,
@@ -593,18 +600,35 @@ class EpicKitchensReader(SampleReader):
             raise FileDecodeError(v_store.describe(int(flow_numbers[0])), f"u/v sizes differ: {tuple(u.shape)} vs {tuple(v.shape)}")
         return torch.cat([u, v], dim=1)
 
+    def _check_inside_video(self, row: dict, path: Path) -> None:
+        """A segment that starts after the end of its video (``EPIC_100_video_info.csv`` duration) has no audio and
+        no boxes to read: an error naming the segment, never silence and empty boxes."""
+        duration = float(row.get("video_duration") or -1.0)
+        start_s = (int(row["start_frame"]) - 1) / self.fps(row)
+        if duration > 0 and start_s >= duration:
+            raise SampleDecodeError(self.sample_id(row), path,
+                                    f"segment (frames {row['start_frame']}..{row['stop_frame']}, from {start_s:.2f} s) "
+                                    f"lies wholly past the end of video {row['video_id']} ({duration:.2f} s)")
+
     def read_audio_windows(self, row: dict, numbers: np.ndarray, config: AudioConfig) -> torch.Tensor:
-        return audio_windows_for_segment(str(self._audio_path(row)), self.fps(row), int(row["start_frame"]),
-                                         int(row["stop_frame"]), numbers, config)
+        path = self._audio_path(row)
+        self._check_inside_video(row, path)
+        return audio_windows_for_segment(str(path), self.fps(row), int(row["start_frame"]),
+                                         int(row["stop_frame"]), numbers, config, segment_id=self.sample_id(row))
 
     def read_boxes(self, row: dict, numbers: np.ndarray, config: LayoutConfig) -> list[dict[str, np.ndarray]]:
         path = self._detections_path(row)
+        self._check_inside_video(row, path)
         frames = load_video_detections(path)
+        if int(row["start_frame"]) > len(frames):  # inside the video, but not in this file: no boxes, and said
+            warn_once(f"{path}|{row['start_frame']}", "segment %s (frames %s..%s) lies wholly past the end of the "
+                       "detections in %s (%d frames): it has no boxes", self.sample_id(row), row["start_frame"],
+                       row["stop_frame"], path, len(frames))
         thresholds = DetectionThresholds(hand=config.hand_threshold, object=config.object_threshold)
         out = []
         for n in np.asarray(numbers).reshape(-1):
             serialized = frames[n - 1] if 1 <= n <= len(frames) else None
-            out.append(frame_layout(serialized, thresholds, path))
+            out.append(frame_layout(serialized, thresholds, path, frame_number=int(n)))
         return out
 
     def labels(self, row: dict) -> dict[str, int]:

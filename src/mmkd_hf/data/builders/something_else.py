@@ -30,7 +30,7 @@ import datasets
 import numpy as np
 
 from ..decoding import FileDecodeError
-from ..detections import CATEGORY_HAND, CATEGORY_OBJECT
+from ..detections import CATEGORY_HAND, CATEGORY_OBJECT, check_boxes
 from ..errors import DataFormatError, SampleDecodeError
 from ..configs import LayoutConfig
 from ..source_check import MissingSource
@@ -248,15 +248,19 @@ class SomethingElseReader(SomethingReader):
         frame_of_box = np.asarray(row["box_frame"], dtype=np.int64)
         xyxy = np.asarray(row["box_xyxy"], dtype=np.float64).reshape(-1, 4)
         is_hand = np.asarray(row["box_is_hand"], dtype=bool)
+        scale = np.array([width, height, width, height], np.float64)
         out = []
         for n in np.asarray(numbers).reshape(-1):
             sel = np.nonzero(frame_of_box == n)[0]
+            if len(sel):  # a NaN/infinite corner (e.g. "nan" in the JSON) or one far outside the frame: refused
+                clipped, keep = check_boxes(xyxy[sel] / scale, where=f"video {sid} frame {int(n)}")
+                sel, inside_pixels = sel[keep], clipped[keep] * scale
             if len(sel) == 0:
                 out.append({"boxes": np.zeros((0, 4), np.float32), "categories": np.zeros(0, np.int64),
                             "scores": np.zeros(0, np.float32), "sides": np.zeros(0, np.int64),
                             "states": np.zeros(0, np.int64)})
                 continue
-            fixed = fix_box(xyxy[sel], height, width) / np.array([width, height, width, height], np.float64)
+            fixed = fix_box(inside_pixels, height, width) / scale
             out.append({
                 "boxes": fixed.astype(np.float32),
                 "categories": np.where(is_hand[sel], CATEGORY_HAND, CATEGORY_OBJECT).astype(np.int64),

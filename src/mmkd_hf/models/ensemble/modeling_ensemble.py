@@ -11,6 +11,12 @@ This file travels as Hub remote code, so it imports torch and transformers only;
 and :mod:`mmkd_hf.distillation.weighting` re-exports it. The caller moves batches to the ensemble's device.
 Teachers are built with the Auto classes from their config dicts, so the ensemble imports no other model folder; the teacher model types must be registered (importing
 ``mmkd_hf`` registers this package's models).
+
+Missing modalities: a batch may carry ``modality_present = {modality: BoolTensor[B]}`` (False = the sample lacks
+that modality; its inputs are zero-filled). An absent teacher's weight is removed for that sample and the other
+weights are renormalised to sum to 1 (uniform, per-sample and full-dataset weighting alike); its logits never enter
+the combination. A sample with no teacher present gets all-zero combined logits and ``teacher_present`` all False:
+the distillation loss falls back to the label for it. A batch without the key is all present (unchanged maths).
 """
 
 from __future__ import annotations
@@ -30,6 +36,10 @@ from .configuration_ensemble import MultimodalTeacherEnsembleConfig
 LAYOUT_INPUT = "layout"
 LAYOUT_PREFIX = "layout_"
 DEFAULT_INPUT_KEY = "pixel_values"
+#: the batch key marking, per modality, which samples have it (``{modality: BoolTensor[B]}``; absent = all present)
+PRESENCE_KEY = "modality_present"
+#: the modality name of each input key, to find a teacher's presence flags when its name is not a modality
+MODALITY_OF_INPUT_KEY = {"pixel_values": "rgb", "flow_values": "flow", "audio_values": "audio", LAYOUT_INPUT: "layout"}
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -116,15 +126,44 @@ def per_teacher_cross_entropy(teacher_logits: torch.Tensor, labels: torch.Tensor
     return -log_probs.gather(-1, index).squeeze(-1)
 
 
-def per_sample_weights(teacher_logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """``w_{b,·} = softmin(ℓ_{b,·} / τ_w)`` over teachers -> ``[B, N]`` (rows sum to 1)."""
+def per_sample_weights(
+    teacher_logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0, present: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``w_{b,·} = softmin(ℓ_{b,·} / τ_w)`` over teachers -> ``[B, N]`` (rows sum to 1).
+
+    With ``present`` (bool ``[B, N]``) the softmin runs over each sample's present teachers only (an absent
+    teacher's weight is 0; a sample with none present gets an all-zero row)."""
     if temperature <= 0:
         raise ValueError(f"weights temperature must be > 0, given {temperature}")
-    return F.softmin(per_teacher_cross_entropy(teacher_logits, labels) / temperature, dim=1)
+    losses = per_teacher_cross_entropy(teacher_logits, labels) / temperature
+    if present is None:
+        return F.softmin(losses, dim=1)
+    present = present.to(losses.device, torch.bool)
+    weights = F.softmin(losses.masked_fill(~present, float("inf")).masked_fill(~present.any(1, keepdim=True), 0.0), dim=1)
+    return renormalise_weights(weights, present)
+
+
+def renormalise_weights(weights: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """Remove absent teachers' weights per sample and renormalise the rest to sum to 1 -> ``[B, N]``.
+
+    ``weights``: ``[N]`` or ``[B, N]``; ``present``: bool ``[B, N]``. A sample with every teacher present keeps its
+    weights exactly; a sample with none present gets an all-zero row. E.g. weights ``(0.2, 0.3, 0.5)`` with the third
+    teacher absent give ``(0.4, 0.6, 0)``.
+    """
+    present = present.to(weights.device, torch.bool)
+    if present.dim() != 2:
+        raise ValueError(f"teacher presence must be [B, N], given shape {tuple(present.shape)}")
+    full = weights.expand(present.shape) if weights.dim() == 1 else weights
+    if tuple(full.shape) != tuple(present.shape):
+        raise ValueError(f"weights of shape {tuple(weights.shape)} do not match presence {tuple(present.shape)}")
+    kept = torch.where(present, full, torch.zeros_like(full))
+    total = kept.sum(dim=1, keepdim=True)
+    renormalised = torch.where(total > 0, kept / total.clamp_min(torch.finfo(kept.dtype).tiny), torch.zeros_like(kept))
+    return torch.where(present.all(dim=1, keepdim=True), full, renormalised)
 
 
 def combine_teacher_logits(
-    teacher_logits: torch.Tensor, weights: torch.Tensor, space: str = "logits"
+    teacher_logits: torch.Tensor, weights: torch.Tensor, space: str = "logits", present: torch.Tensor | None = None
 ) -> torch.Tensor:
     """Combine stacked teacher logits ``Z [B, N, C]`` (or ``[B, N, V, C]``) with weights ``[N]`` or ``[B, N]``.
 
@@ -132,7 +171,20 @@ def combine_teacher_logits(
     - ``space="probs"``: ``log Σ_t w_t · softmax(Z_t)`` (a mixture of the teachers' distributions), returned as
       **log-probabilities** so the KD loss treats it like logits (``softmax(log p) = p``; at KD temperature ``T``
       the mixture itself is softened, not each teacher).
+
+    ``present`` (bool ``[B, N]``, optional): the weights are renormalised over the present teachers
+    (:func:`renormalise_weights`) and absent teachers' logits are ignored (even when not finite); a sample with no
+    teacher present combines to all-zero logits.
     """
+    if present is not None:
+        present = present.to(teacher_logits.device, torch.bool)
+        weights = renormalise_weights(weights.to(teacher_logits.device), present)
+        mask = present.view(*present.shape, *([1] * (teacher_logits.dim() - 2)))
+        teacher_logits = torch.where(mask, teacher_logits, torch.zeros_like(teacher_logits))
+        combined = combine_teacher_logits(teacher_logits, weights, space)
+        any_present = present.any(dim=1).view(-1, *([1] * (combined.dim() - 1)))
+        return torch.where(any_present, combined, torch.zeros_like(combined))
+
     if teacher_logits.dim() < 3:
         raise ValueError(f"teacher logits must be [B, N, C], given shape {tuple(teacher_logits.shape)}")
     batch_size, num_teachers = teacher_logits.shape[:2]
@@ -167,12 +219,16 @@ class EnsembleOutput(ModelOutput):
     Attributes:
         logits: per head, the combined teachers (log-probabilities when ``combine_space="probs"``).
         teacher_logits: per modality, per head, each teacher's logits.
-        weights: per head, the teacher weights used: ``[N]`` or ``[B, N]`` (per-sample), in teacher order.
+        weights: per head, the teacher weights used: ``[N]`` or ``[B, N]`` (per-sample, or renormalised for
+            missing modalities), in teacher order.
+        teacher_present: bool ``[B, N]`` (teacher order) when the batch marked missing modalities, else None (all
+            present). A row without any True has no teacher: its combined logits are zeros.
     """
 
     logits: dict[str, torch.Tensor] | None = None
     teacher_logits: dict[str, dict[str, torch.Tensor]] | None = None
     weights: dict[str, torch.Tensor] | None = None
+    teacher_present: torch.Tensor | None = None
 
 
 def _teacher_config_from_dict(modality: str, config_dict: Mapping[str, Any]):
@@ -323,8 +379,48 @@ class MultimodalTeacherEnsemble(PreTrainedModel):
             teacher_logits[modality] = {head: logits[head] for head in self.config.heads}
         return teacher_logits
 
+    def teacher_presence(
+        self, modality_present: Mapping[str, torch.Tensor] | torch.Tensor | None, batch_size: int | None = None
+    ) -> torch.Tensor | None:
+        """The batch's ``modality_present`` as bool ``[B, N]`` in teacher order, or None (every teacher present).
+
+        A teacher's flags are found under its name, else under its input's modality (``audio_values`` ->
+        ``audio``); a teacher whose modality is not marked is present for every sample. A ``[B, N]`` tensor is
+        returned as it is (checked)."""
+        if modality_present is None:
+            return None
+        num_teachers = len(self.config.teachers)
+        if isinstance(modality_present, torch.Tensor):
+            if modality_present.dim() != 2 or modality_present.shape[1] != num_teachers:
+                raise ValueError(f"teacher presence must be [B, {num_teachers}], given {tuple(modality_present.shape)}")
+            return modality_present.to(torch.bool)
+        columns = []
+        for modality, teacher in self.teachers.items():
+            flags = modality_present.get(modality)
+            if flags is None:
+                flags = modality_present.get(MODALITY_OF_INPUT_KEY.get(model_input_key(teacher.config), ""))
+            columns.append(flags)
+        if all(flags is None for flags in columns):
+            return None
+        if batch_size is None:
+            batch_size = next(len(flags) for flags in columns if flags is not None)
+        device = next(flags.device for flags in columns if isinstance(flags, torch.Tensor)) if any(
+            isinstance(flags, torch.Tensor) for flags in columns) else None
+        stacked = []
+        for modality, flags in zip(self.config.teachers, columns):
+            flags = torch.ones(batch_size, dtype=torch.bool, device=device) if flags is None else torch.as_tensor(
+                flags, dtype=torch.bool, device=device).reshape(-1)
+            if flags.shape[0] != batch_size:
+                raise ValueError(f"{PRESENCE_KEY}[{modality!r}] has {flags.shape[0]} flags for a batch of {batch_size}")
+            stacked.append(flags)
+        return torch.stack(stacked, dim=1)
+
     def _weights_for_head(
-        self, head: str, stacked: torch.Tensor, labels: Mapping[str, torch.Tensor] | None
+        self,
+        head: str,
+        stacked: torch.Tensor,
+        labels: Mapping[str, torch.Tensor] | None,
+        present: torch.Tensor | None = None,
     ) -> torch.Tensor:
         if self.config.weighting == "per-sample":
             if labels is None or head not in labels:
@@ -332,21 +428,33 @@ class MultimodalTeacherEnsemble(PreTrainedModel):
                     f"per-sample weighting needs labels[{head!r}] at forward time (the teachers' CE on the "
                     "ground-truth label sets each sample's weights); call forward(labels=...)"
                 )
-            return per_sample_weights(stacked, labels[head].to(stacked.device), self.config.weights_temperature)
+            return per_sample_weights(stacked, labels[head].to(stacked.device), self.config.weights_temperature,
+                                      present)
         if self.config.weighting == "uniform":
             # Fitted full-dataset weights may still sit in the buffers: "uniform" means uniform regardless.
-            return uniform_weights(stacked.shape[1], device=stacked.device, dtype=stacked.dtype)
-        return getattr(self, f"teacher_weights_{head}")
+            weights = uniform_weights(stacked.shape[1], device=stacked.device, dtype=stacked.dtype)
+        else:
+            weights = getattr(self, f"teacher_weights_{head}")
+        return weights if present is None else renormalise_weights(weights.to(stacked.device), present)
 
     def combine(
-        self, teacher_logits: Mapping[str, Mapping[str, torch.Tensor]], labels: Mapping[str, torch.Tensor] | None = None
+        self,
+        teacher_logits: Mapping[str, Mapping[str, torch.Tensor]],
+        labels: Mapping[str, torch.Tensor] | None = None,
+        present: Mapping[str, torch.Tensor] | torch.Tensor | None = None,
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """Combine per-teacher logits into per-head ensemble logits; returns ``(logits, weights)``."""
+        """Combine per-teacher logits into per-head ensemble logits; returns ``(logits, weights)``.
+
+        ``present``: the batch's ``modality_present`` (``{modality: BoolTensor[B]}``) or bool ``[B, N]``; absent
+        teachers are left out per sample and the other weights renormalised (see :func:`renormalise_weights`)."""
         combined, used_weights = {}, {}
         for head in self.config.heads:
             stacked = torch.stack([teacher_logits[modality][head] for modality in self.config.teachers], dim=1)
-            weights = self._weights_for_head(head, stacked, labels)
-            combined[head] = combine_teacher_logits(stacked, weights, self.config.combine_space)
+            if present is not None and not isinstance(present, torch.Tensor):
+                present = self.teacher_presence(present, stacked.shape[0])
+            head_present = None if present is None else self.teacher_presence(present).to(stacked.device)
+            weights = self._weights_for_head(head, stacked, labels, head_present)
+            combined[head] = combine_teacher_logits(stacked, weights, self.config.combine_space, head_present)
             calibration = (self.config.calibration_temperatures or {}).get(head)
             if calibration is not None:
                 combined[head] = combined[head] / calibration
@@ -354,11 +462,18 @@ class MultimodalTeacherEnsemble(PreTrainedModel):
         return combined, used_weights
 
     @torch.no_grad()
-    def forward(self, labels: Mapping[str, torch.Tensor] | None = None, **batch: Any) -> EnsembleOutput:
+    def forward(
+        self,
+        labels: Mapping[str, torch.Tensor] | None = None,
+        modality_present: Mapping[str, torch.Tensor] | None = None,
+        **batch: Any,
+    ) -> EnsembleOutput:
         """Run every teacher on its modality and combine per head.
 
         Args:
             labels: ``{head: LongTensor[B]}``; required for ``per-sample`` weighting, unused otherwise.
+            modality_present: ``{modality: BoolTensor[B]}`` (the batch's mark of missing modalities); absent
+                teachers are left out per sample and the others' weights renormalised. None: all present.
             **batch: the collated batch (design.md); each teacher takes its own keys, the rest is ignored.
 
         Raises:
@@ -366,8 +481,13 @@ class MultimodalTeacherEnsemble(PreTrainedModel):
                 per-sample weighting without labels.
         """
         teacher_logits = self.teacher_forward(batch)
-        logits, weights = self.combine(teacher_logits, labels)
-        return EnsembleOutput(logits=logits, teacher_logits=teacher_logits, weights=weights)
+        present = None
+        if modality_present is not None:
+            first = next(iter(next(iter(teacher_logits.values())).values()))
+            present = self.teacher_presence(modality_present, first.shape[0])
+            present = None if present is None else present.to(first.device)
+        logits, weights = self.combine(teacher_logits, labels, present)
+        return EnsembleOutput(logits=logits, teacher_logits=teacher_logits, weights=weights, teacher_present=present)
 
 def check_teacher_heads(modality: str, teacher_heads: Mapping[str, int] | None, student_heads: Mapping[str, int]) -> None:
     """Raise ``ValueError`` unless a teacher has exactly the student's heads with the same class counts."""
@@ -391,6 +511,8 @@ def check_teacher_heads(modality: str, teacher_heads: Mapping[str, int] | None, 
 
 
 __all__ = [
+    "MODALITY_OF_INPUT_KEY",
+    "PRESENCE_KEY",
     "EnsembleOutput",
     "MultimodalTeacherEnsemble",
     "check_teacher_heads",
@@ -398,6 +520,7 @@ __all__ = [
     "model_input_key",
     "per_sample_weights",
     "per_teacher_cross_entropy",
+    "renormalise_weights",
     "select_model_inputs",
     "uniform_weights",
 ]
