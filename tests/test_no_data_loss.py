@@ -276,3 +276,25 @@ def test_pipeline_never_marks_a_nan_model_done(tiny_data, tmp_path, monkeypatch,
     assert "teacher-rgb" in error and "optimizer step 2" in error
     assert not (tmp_path / "r" / "stages" / "teacher-rgb.done").exists()
     assert not (tmp_path / "r" / "teacher-rgb").exists()
+
+
+def test_missing_dataset_folder_is_one_line_and_leaves_no_run_folder(tmp_path, capsys):
+    missing = tmp_path / "EPIC-KITCHENS"
+    code = main(["--dataset", "epic-kitchens-100", "--data_dir", str(missing), "--output_dir", str(tmp_path / "out"),
+                 "--init_from", "none"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and str(missing) in err[0] and "does not exist" in err[0]
+    assert not any((tmp_path / "out").rglob("config.json"))
+
+
+def test_disk_full_is_one_line_that_says_to_resume(tmp_path, monkeypatch, capsys):
+    import errno
+
+    def full(config):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out" / "x"))
+
+    monkeypatch.setattr(sys.modules["mmkd_hf.pipeline.main"], "run_pipeline", full)
+    code = main(["--output_dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "disk is full" in err[0] and "--resume" in err[0]

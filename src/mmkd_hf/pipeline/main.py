@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 import time
 from collections.abc import Sequence
@@ -130,6 +131,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except NonFiniteLossError as exc:
         print(f"train.py: error: {exc}", file=sys.stderr)
+        return 1
+    except FileNotFoundError as exc:  # a dataset folder or file named by the options is missing
+        print(f"train.py: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        print(f"train.py: error: the disk is full ({exc.filename or config.run_dir}); free space, then run the same "
+              "command with --resume (finished units and complete checkpoints are kept)", file=sys.stderr)
         return 1
     except (SampleDecodeError, DataFormatError, RuntimeError) as exc:
         message = data_error_message(exc, config)
