@@ -350,14 +350,27 @@ def test_gradient_reaches_every_parameter():
 
 def test_gradient_checkpointing_gives_same_gradients():
     x, labels = clips(2, 4, 3, 32, 32), torch.tensor([1, 2])
-    grads = []
+    grads, recomputed = [], []
     for checkpointing in (False, True):
-        model = tiny_model(seed=5, **TINY_SHIFTED).train()
+        model = tiny_model(seed=5, **TINY_SHIFTED).train()  # drop_path_rate 0
         if checkpointing:
             model.activation_checkpointing_enable()
+            assert model.is_activation_checkpointing
+            blocks = [block for stage in model.backbone.layers for block in stage.blocks]
+            assert all(block.gradient_checkpointing for block in blocks)
+            for block in blocks:  # count the blocks that really run through the checkpoint function
+                function = block._gradient_checkpointing_func
+
+                def counted(*args, _function=function, **kwargs):
+                    recomputed.append(1)
+                    return _function(*args, **kwargs)
+
+                block._gradient_checkpointing_func = counted
         model(x, labels=labels).loss.backward()
-        grads.append(model.backbone.layers[0].blocks[1].attn.relative_position_bias_table.grad)
-    assert torch.allclose(grads[0], grads[1], atol=1e-6)
+        grads.append({name: p.grad for name, p in model.named_parameters()})
+    assert len(recomputed) == sum(TINY_SHIFTED["depths"])
+    for name, grad in grads[0].items():
+        assert torch.allclose(grad, grads[1][name], atol=1e-6), name
 
 
 def test_compiles_without_graph_breaks():

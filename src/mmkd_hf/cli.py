@@ -14,6 +14,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "profile": ("mmkd_hf.evaluation.profile:main", "GFLOPs / memory / latency of the student vs the ensemble"),
     "precompute": ("mmkd_hf.distillation.cache:main", "cache the teacher ensemble's logits for cached distillation"),
     "push": ("mmkd_hf.hub.push:main", "push a run's models (and datasets) to the Hugging Face Hub"),
+    "export-dataset": ("mmkd_hf.hub.dataset_export:main",
+                       "write a dataset as Parquet shards + card that datasets.load_dataset reads as is"),
     "convert-original": ("mmkd_hf.models.convert_original:main", "convert a checkpoint of the authors' code"),
     "convert-backbone": ("mmkd_hf.models.convert_backbone:main",
                          "convert a Kinetics-400 Video Swin checkpoint (mmaction or torchvision) to a model folder"),

@@ -11,6 +11,7 @@ See ``docs/design.md`` for the batch contract.
 
 from .collate import MultimodalCollator
 from .errors import DataFormatError, FileDecodeError, SampleDecodeError
+from .hub_dataset import ExportedDatasetError, load_exported
 from .registry import (
     DATASETS,
     build_metadata,
@@ -35,6 +36,8 @@ from .transforms import MultimodalTransform, SampleReader, with_overrides
 
 __all__ = [
     "load_dataset",
+    "load_exported",
+    "ExportedDatasetError",
     "RunSettings",
     "build_metadata",
     "make_reader",

@@ -9,7 +9,8 @@ layout, cached logits or ids, and ``remove_unused_columns`` must stay ``False`` 
 
 Teacher placement (following TRL's distillation trainers and timm's ``DistillationTeacher``): the ensemble is
 frozen, in eval mode, and prepared with ``accelerator.prepare_model(teacher, evaluation_mode=True)``: moved to the
-device, mixed precision / ``torch.compile`` applied as configured, but **never wrapped in DDP** (it has no gradients
+device, mixed precision / ``torch.compile`` applied as configured (under bf16 mixed precision the teacher is cast to
+bf16 too: it only infers; the losses are computed in float32), but **never wrapped in DDP** (it has no gradients
 to synchronise). Under FSDP ``prepare_model`` leaves it off-device (TRL #6573), so it is moved explicitly; it is then a
 full replica per process. Under DeepSpeed it is likewise a full replica (ZeRO does not shard it; ZeRO-3 sharding of a
 very large teacher would need a DeepSpeed inference engine, as TRL's ``prepare_deepspeed``; the teachers of this
@@ -171,6 +172,9 @@ class DistillationTrainer(_MultiHeadTrainerMixin, Trainer):
         else:
             teacher.requires_grad_(False)
             teacher.eval()
+        if self.accelerator.mixed_precision == "bf16":
+            # inference only: the frozen teachers run in bf16 (half the memory and bandwidth); the losses upcast
+            teacher.to(torch.bfloat16)
         teacher = self.accelerator.prepare_model(teacher, evaluation_mode=True)
         # FSDP: prepare_model skips device placement in evaluation mode; place the (unsharded) teacher ourselves.
         teacher.to(self.accelerator.device)
@@ -197,8 +201,10 @@ class DistillationTrainer(_MultiHeadTrainerMixin, Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(**self._model_inputs(model, inputs))
-        student_logits = _logits_of(outputs)
+        # the losses in float32, whatever precision the models ran in (bf16 autocast, bf16 teachers)
+        student_logits = {head: value.float() for head, value in _logits_of(outputs).items()}
         teacher_logits, has_teacher = self._teacher_logits(inputs)
+        teacher_logits = {head: value.float() for head, value in teacher_logits.items()}
         if has_teacher is not None and bool(has_teacher.all()):
             has_teacher = None  # every sample has a teacher: the unmasked loss, exactly
         labels = inputs.get("labels")

@@ -30,6 +30,7 @@ its state on the Hub and what to do.
 Usage::
 
     mmkd-hf push --run outputs/<run> --namespace USER [--private] [--datasets] [--token TOKEN]
+    mmkd-hf push --dataset-dir OUT --namespace USER [--private]    # a folder of `mmkd-hf export-dataset`
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from ..data import RunSettings, build_metadata
 from ..models.multi_head_video_pipeline import REMOTE_PIPELINE_FILE, REMOTE_TASK, add_remote_pipeline
 from ..models.video_swin.video_processing_video_swin import VideoSwinVideoProcessor
 from .cards import kind_from_unit, load_model_config, load_run_results, render_dataset_card, render_model_card
+from .dataset_export import NOT_REHOSTABLE
 
 #: Push order: the teachers first (their commits go into the ensemble's and the student's cards).
 UNIT_ORDER = ("teacher-rgb", "teacher-flow", "teacher-audio", "teacher-layout", "ensemble", "student",
@@ -550,10 +552,49 @@ def push_dataset(api, settings: RunSettings, namespace: str, *, prefix: str = "m
     return record
 
 
+def push_exported_dataset(folder: str | os.PathLike, namespace: str, *, token: str | None = None,
+                          private: bool = False, prefix: str = "mmkd", endpoint: str | None = None,
+                          retry: RetryPolicy | None = None, log=print) -> PushedRepo:
+    """Pushes a folder written by ``mmkd-hf export-dataset`` (its card and ``data/*.parquet`` shards, nothing
+    else) in one commit to ``<namespace>/<prefix>-<dataset>``; an unchanged folder makes no commit. A dataset
+    that may not be re-hosted (EPIC-KITCHENS-100) is pushed only with ``private=True``."""
+    from huggingface_hub import DatasetCard
+
+    folder = Path(folder)
+    shards = sorted((folder / "data").glob("*.parquet")) if folder.is_dir() else []
+    if not shards or not (folder / "README.md").is_file():
+        raise PushError(f"--dataset-dir: {folder} is not a folder written by `mmkd-hf export-dataset` "
+                        "(expected README.md and data/<split>-*.parquet)")
+    dataset = (DatasetCard.load(folder / "README.md").data.to_dict().get("mmkd_hf") or {}).get("dataset")
+    if not dataset:
+        raise PushError(f"--dataset-dir: the card of {folder} has no mmkd_hf.dataset entry; export it again")
+    if dataset in NOT_REHOSTABLE and not private:
+        raise PushError(f"--dataset-dir: {NOT_REHOSTABLE[dataset]} may not be re-hosted publicly: "
+                        "push it with --private (your lab's repo) or share the folder on your own storage")
+    if not namespace or "/" in namespace:
+        raise PushError(f"--namespace must be a user or organisation name, got {namespace!r}")
+    api = _api(endpoint, resolve_token(token))
+    repo_id = f"{namespace}/{prefix}-{dataset}"
+    with tempfile.TemporaryDirectory(prefix="mmkd-push-dataset-") as tmp:
+        stage = Path(tmp)
+        (stage / "data").mkdir()
+        _link_or_copy((folder / "README.md").resolve(), stage / "README.md")
+        for shard in shards:
+            _link_or_copy(shard.resolve(), stage / "data" / shard.name)
+        commit, changed = push_folder(api, repo_id, stage, repo_type="dataset", private=private, retry=retry,
+                                      namespace=namespace, log=log,
+                                      commit_message=f"Upload {dataset} exported by mmkd-hf export-dataset")
+    record = PushedRepo(dataset, repo_id, "dataset", commit, f"{api.endpoint}/datasets/{repo_id}", changed)
+    log(f"[push] dataset folder {folder} -> {record.url} @ {commit[:12]}" + ("" if changed else " (unchanged)"))
+    return record
+
+
 # ------------------------------------------------------------------------------------------ CLI
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmkd-hf push", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", required=True, help="run folder, e.g. outputs/<run>")
+    parser.add_argument("--run", default=None, help="run folder, e.g. outputs/<run>")
+    parser.add_argument("--dataset-dir", default=None,
+                        help="push this folder written by `mmkd-hf export-dataset` (alone, or before --run's models)")
     parser.add_argument("--namespace", required=True, help="Hub user or organisation receiving the repos")
     parser.add_argument("--private", action="store_true", help="create private repos")
     parser.add_argument("--datasets", action="store_true", help="also push the prepared dataset metadata as Parquet")
@@ -573,10 +614,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.retries < 1:
         print(f"mmkd-hf push: error: --retries must be at least 1, got {args.retries}", file=sys.stderr)
         return 2
+    if not args.run and not args.dataset_dir:
+        print("mmkd-hf push: error: give --run (a run folder) and/or --dataset-dir (an exported dataset)",
+              file=sys.stderr)
+        return 2
     try:
-        pushed = push_run(args.run, args.namespace, token=args.token, private=args.private, datasets=args.datasets,
-                          prefix=args.prefix, units=units, endpoint=args.endpoint,
-                          retry=RetryPolicy(attempts=args.retries))
+        pushed = [push_exported_dataset(args.dataset_dir, args.namespace, token=args.token, private=args.private,
+                                        prefix=args.prefix, endpoint=args.endpoint,
+                                        retry=RetryPolicy(attempts=args.retries))] if args.dataset_dir else []
+        if args.run:
+            pushed += push_run(args.run, args.namespace, token=args.token, private=args.private,
+                               datasets=args.datasets, prefix=args.prefix, units=units, endpoint=args.endpoint,
+                               retry=RetryPolicy(attempts=args.retries))
     except (PushError, FileNotFoundError, ValueError) as err:
         print(f"mmkd-hf push: error: {err}", file=sys.stderr)
         return 2
@@ -585,4 +634,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 __all__ = ["PushError", "PushedRepo", "RetryPolicy", "find_model_folders", "holds_folder", "is_transient", "main",
-           "push_dataset", "push_folder", "push_run", "resolve_token"]
+           "push_dataset", "push_exported_dataset", "push_folder", "push_run", "resolve_token"]

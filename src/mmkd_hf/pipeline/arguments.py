@@ -66,7 +66,10 @@ OPERATIONAL_FIELDS = frozenset(
 RENAMED_OPTIONS = {"weighting": "weighting_scheme"}
 #: Options added after the first release, with the default they were introduced with: they enter the run identity
 #: only when set to another value, so run folders made before them keep their identity.
-LATER_OPTIONS = {"frames_dtype": "uint8", "init_from": None, "skip_bad_samples": False}
+LATER_OPTIONS = {"frames_dtype": "uint8", "init_from": None, "skip_bad_samples": False, "mixed_precision": "no",
+                 "gradient_checkpointing": False}
+#: Values of ``--mixed_precision`` (``accelerate launch --mixed_precision`` sets its default).
+MIXED_PRECISIONS = ("no", "bf16")
 DEFAULT_MINI_KITCHENS_DIR = Path(".cache") / "mini-kitchens"
 
 
@@ -112,6 +115,13 @@ class RunArguments:
                        "Kinetics-400 swin_tiny_patch244_window877_kinetics400_1k.pth, or torchvision swin3d), a "
                        "folder written by `mmkd-hf convert-backbone`, or a Hub repo id (default: random init)."),
     )
+    mixed_precision: Optional[str] = field(
+        default=None,
+        metadata={"help": "bf16: the trained models run under bf16 autocast (losses in float32) and the frozen "
+                          "teachers in bf16 for distillation; no: float32. Default: accelerate's setting (`accelerate "
+                          "launch --mixed_precision bf16` sets it), else no. Part of the run's identity when bf16.",
+                  "choices": list(MIXED_PRECISIONS)},
+    )
     resume: bool = field(
         default=False,
         metadata=_help("Continue an interrupted run from the last Trainer checkpoint of the unit it was in."),
@@ -150,6 +160,16 @@ class RunArguments:
                 check_backbone_source(self.init_from)
             except BackboneCheckpointError as error:
                 raise ValueError(f"init_from: {error}") from None
+        launched = os.environ.get("ACCELERATE_MIXED_PRECISION")  # `accelerate launch --mixed_precision X` sets it
+        if self.mixed_precision is None:
+            self.mixed_precision = launched or "no"
+        elif launched and launched != self.mixed_precision:  # the Trainer's accelerator would follow accelerate's
+            raise ValueError(f"mixed_precision: --mixed_precision {self.mixed_precision} contradicts accelerate's "
+                             f"setting {launched!r} (accelerate launch --mixed_precision / accelerate config); "
+                             f"give one of them only")
+        if self.mixed_precision not in MIXED_PRECISIONS:
+            raise ValueError(f"mixed_precision: expected one of {list(MIXED_PRECISIONS)} (from --mixed_precision or "
+                             f"accelerate's ACCELERATE_MIXED_PRECISION), given {self.mixed_precision!r}")
         check_number("seed", self.seed, low=0, high=2**32 - 1, integer=True)
         check_number("logging_steps", self.logging_steps, low=1, integer=True)
         check_number("save_steps", self.save_steps, low=0, integer=True)
@@ -263,6 +283,12 @@ class ScheduleArguments:
         default=-1, metadata=_help("If > 0: optimizer steps per training unit, overriding the epochs (tests).")
     )
     eval_batch_size: int = field(default=32, metadata=_help("Per-process batch size of evaluation and weight fitting."))
+    gradient_checkpointing: bool = field(
+        default=False,
+        metadata=_help("Recompute the Video Swin blocks' activations in the backward pass instead of storing them "
+                       "(less memory, e.g. Swin-T at the paper's batch on one GPU, for a second forward pass). Same "
+                       "mathematics; part of the run's identity when set."),
+    )
 
     def __post_init__(self) -> None:
         for name in ("teacher_batch_size", "student_batch_size", "eval_batch_size"):
@@ -474,6 +500,7 @@ __all__ = [
     "DataArguments",
     "DistillationArguments",
     "EnsembleArguments",
+    "MIXED_PRECISIONS",
     "OPERATIONAL_FIELDS",
     "PipelineConfig",
     "RunArguments",

@@ -46,17 +46,34 @@ class EpochSeededDataset(torch.utils.data.Dataset):
 
     The Trainer's data order is seeded too, so with this wrapper a run is reproducible sample by sample, and a
     run resumed mid-epoch sees exactly the batches (and augmentations) of the uninterrupted run.
+
+    The epoch lives in shared memory: persistent DataLoader workers (which keep their copy of the dataset from one
+    epoch to the next) read the epoch the main process set, and pass it on to the wrapped dataset's ``set_epoch``.
     """
 
     def __init__(self, dataset, seed: int):
         self.dataset = dataset
         self.seed = int(seed)
-        self.epoch = 0
+        self._shared_epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        self._seen_epoch = 0
+
+    @property
+    def epoch(self) -> int:
+        return int(self._shared_epoch)
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
+        self._shared_epoch.fill_(int(epoch))
+        self._seen_epoch = int(epoch)
         if hasattr(self.dataset, "set_epoch"):
             self.dataset.set_epoch(epoch)
+
+    def _sync_epoch(self) -> None:
+        """Give the wrapped dataset the shared epoch when it changed (in a persistent worker: since the last item)."""
+        epoch = self.epoch
+        if epoch != self._seen_epoch:
+            self._seen_epoch = epoch
+            if hasattr(self.dataset, "set_epoch"):
+                self.dataset.set_epoch(epoch)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -65,6 +82,7 @@ class EpochSeededDataset(torch.utils.data.Dataset):
         return int(np.random.SeedSequence([self.seed, self.epoch, int(index)]).generate_state(1)[0])
 
     def __getitem__(self, index: int):
+        self._sync_epoch()
         for transform in find_transforms(self.dataset):
             if hasattr(transform, "reset_draw_counter"):
                 # mmkd_hf.data's train RNG also counts accesses; reset it so an item's draw depends on
@@ -78,6 +96,7 @@ class EpochSeededDataset(torch.utils.data.Dataset):
         ``__getitems__`` when it is one ``mmkd_hf.data`` dataset, so its frames are written straight into one batch
         buffer (no copy in the collator), each row still drawn with its own (seed, epoch, index) seed; the items
         equal ``[self[i] for i in indices]``. Other datasets (e.g. ``OmnivoreDataset``) are fetched item by item."""
+        self._sync_epoch()
         getitems = getattr(self.dataset, "__getitems__", None)
         transforms = find_transforms(self.dataset)
         if getitems is None or len(transforms) != 1 or not hasattr(transforms[0], "seeded_rows"):

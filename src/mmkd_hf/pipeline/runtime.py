@@ -17,10 +17,19 @@ from accelerate import PartialState
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import TrainerCallback, set_seed
+from transformers.utils import is_torch_tf32_available
 
 
 def cpu_only() -> bool:
     return not torch.cuda.is_available()
+
+
+def tf32_setting() -> bool | None:
+    """``TrainingArguments.tf32``: True (TF32 matmuls and convolutions) on a CUDA GPU that has it, else None (the
+    default of the machine, left alone)."""
+    if cpu_only():
+        return None
+    return True if is_torch_tf32_available() else None
 
 
 def configure_cpu_processes() -> None:
@@ -162,6 +171,7 @@ __all__ = [
     "process_state",
     "progress",
     "seed_everything",
+    "tf32_setting",
     "trainer_callbacks",
     "unwrap_model",
 ]

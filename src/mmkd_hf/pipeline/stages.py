@@ -42,6 +42,7 @@ from .runtime import (
     is_main,
     progress,
     seed_everything,
+    tf32_setting,
     trainer_callbacks,
     unwrap_model,
 )
@@ -93,6 +94,8 @@ class Runner:
             save_kwargs: dict[str, Any] = {"save_strategy": "steps", "save_steps": cfg.save_steps}
         else:
             save_kwargs = {"save_strategy": "epoch"}
+        # on a GPU: batches leave pinned memory with non_blocking copies (accelerate's DataLoader wrapper)
+        device_kwargs: dict[str, Any] = {} if cpu_only() else {"accelerator_config": {"non_blocking": True}}
         return args_class(
             output_dir=str(self.folder.checkpoint_dir(unit)),
             num_train_epochs=float(epochs),
@@ -115,6 +118,9 @@ class Runner:
             full_determinism=bool(cfg.deterministic),
             dataloader_num_workers=int(cfg.num_workers),
             dataloader_pin_memory=not cpu_only(),
+            dataloader_persistent_workers=int(cfg.num_workers) > 0,
+            bf16=cfg.mixed_precision == "bf16",
+            tf32=tf32_setting(),
             use_cpu=cpu_only(),
             remove_unused_columns=False,
             label_names=["labels"],
@@ -122,6 +128,7 @@ class Runner:
             ddp_find_unused_parameters=False,
             disable_tqdm=False,
             **save_kwargs,
+            **device_kwargs,
             **extra,
         )
 
@@ -153,6 +160,9 @@ class Runner:
         seeded = EpochSeededDataset(train_dataset, seed=self.config.seed + seed_offset)
         callbacks = trainer_callbacks(seeded, self.stop_budget) + list(extra_callbacks)
         checkpoint = self.resume_checkpoint(unit)
+        bare = unwrap_model(model)
+        if self.config.gradient_checkpointing and getattr(bare, "supports_gradient_checkpointing", False):
+            bare.activation_checkpointing_enable()  # the Video Swin units (not the STLT layout teacher)
         deterministic_before = torch.are_deterministic_algorithms_enabled()
         try:
             with environment(TENSORBOARD_LOGGING_DIR=str(self.folder.tensorboard_dir(unit))):
