@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import importlib.util
 import os
 import platform
 import statistics
@@ -47,6 +46,7 @@ from transformers import AutoModel
 import mmkd_hf  # noqa: F401  (registers the models)
 from mmkd_hf.data import RunSettings
 from mmkd_hf.evaluation.profile import count_call_flops
+from mmkd_hf.models.export import ONNX_MODULES, LogitsTuple, onnx_available
 from mmkd_hf.models.multi_head_video_pipeline import cpu_has_fast_bfloat16
 from mmkd_hf.models.video_swin.configuration_video_swin import VideoSwinConfig
 from mmkd_hf.models.video_swin.modeling_video_swin import VideoSwinForVideoClassification
@@ -61,25 +61,6 @@ PRESETS = {
         "size": 64,
     },
 }
-ONNX_MODULES = ("onnx", "onnxscript", "onnxruntime")
-
-
-class LogitsTuple(torch.nn.Module):
-    """The student with a tensor input and a tuple of per-head logits, as exporters want."""
-
-    def __init__(self, model: VideoSwinForVideoClassification) -> None:
-        super().__init__()
-        self.model = model
-        self.heads = list(model.config.heads)
-
-    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        logits = self.model(pixel_values=pixel_values).logits
-        return tuple(logits[head] for head in self.heads)
-
-
-def onnx_available() -> bool:
-    return all(importlib.util.find_spec(name) is not None for name in ONNX_MODULES)
-
 
 def matmul_peak_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
     """GFLOP/s of the best of ``repeats`` ``size x size`` matmuls in ``dtype``."""

@@ -5,7 +5,8 @@ Model: ``MMKD_MODEL`` (a Hub repo id or a local ``save_pretrained`` folder), def
 (a run folder) and the run's dataset can be read (the run's ``run_settings.json``, through
 ``mmkd_hf.data.RunSettings``), the examples are clips of that dataset's validation split
 and, for them, the teacher ensemble (which also sees flow, audio and object boxes) runs beside the student,
-with its end-to-end time: the paper's point, visible.
+with its end-to-end time: the paper's point, visible. The footer says which path the student runs (its
+compute dtype, e.g. bfloat16) and the latency of the latest request per view.
 
 Environment: ``MMKD_MODEL``, ``MMKD_ENSEMBLE`` (override the ensemble folder, or ``none``),
 ``MMKD_MAX_UPLOAD_MB`` (50), ``MMKD_MAX_SECONDS`` (60), ``MMKD_MAX_PIXELS`` (1920*1080 = 2073600 pixels per
@@ -318,6 +319,7 @@ class SpaceApp:
         self.ensemble: EnsembleDemo | None = None
         self.ensemble_status = "no student model"
         self.load_error = None
+        self.last_ms_per_view: float | None = None  # latency of the latest student request, per view
         if source is None:
             self.load_error = ("No model: set MMKD_MODEL to a Hub repo id or a local model folder, or train one "
                                "with `accelerate launch train.py` (outputs/<run>/student).")
@@ -328,6 +330,25 @@ class SpaceApp:
             self.load_error = f"The model {source!r} could not be loaded: {type(err).__name__}: {err}"
             return
         self.ensemble, self.ensemble_status = load_ensemble_demo(source, self.examples_dir)
+
+    @property
+    def compute_dtype(self) -> str:
+        """The dtype the student runs in (the pipeline's ``compute_dtype``, e.g. ``bfloat16``), or ``"-"``."""
+        if self.classifier is None:
+            return "-"
+        dtype = (getattr(self.classifier, "compute_dtype", None)
+                 or getattr(getattr(self.classifier, "model", None), "dtype", None))
+        return str(dtype).removeprefix("torch.") if dtype is not None else "-"
+
+    def status_text(self) -> str:
+        """Footer line: the student's compute dtype and device, and the latency of the latest request per view."""
+        if self.classifier is None:
+            return "Student: not loaded."
+        latency = ("no request yet" if self.last_ms_per_view is None
+                   else f"{self.last_ms_per_view:.0f} ms per view (end to end)")
+        device = getattr(getattr(self.classifier, "device", None), "type", "cpu")
+        return (f"Student runs in **{self.compute_dtype}** on {device} "
+                f"(MMKD_COMPUTE_DTYPE={os.environ.get('MMKD_COMPUTE_DTYPE') or 'auto'}) · last request: {latency}")
 
     @property
     def example_paths(self) -> list[Path]:
@@ -350,13 +371,16 @@ class SpaceApp:
                 started = time.perf_counter()
                 result = self.classifier(video, top_k=TOP_K, num_clips=num_clips, num_crops=num_crops)
                 seconds = time.perf_counter() - started
+                self.last_ms_per_view = seconds * 1000 / (num_clips * num_crops)
         except ClipError as err:
             raise gr.Error(str(err)) from err
         except ValueError as err:  # decoding errors of the video processor name the problem
             raise gr.Error(f"The clip could not be processed: {err}") from err
         duration = f"{probe['seconds']:.1f} s clip · " if probe["seconds"] else ""
         info = (f"**Student** (RGB only): {seconds * 1000:.0f} ms end to end (decode + {num_clips * num_crops} view(s) "
-                f"+ forward) · {duration}views used: {num_clips * num_crops} ({num_clips} clip(s) x {num_crops} crop(s))")
+                f"+ forward), {self.last_ms_per_view:.0f} ms per view · {duration}views used: "
+                f"{num_clips * num_crops} ({num_clips} clip(s) x {num_crops} crop(s)) · "
+                f"compute dtype {self.compute_dtype}")
         ensemble_outputs = [{}, {}, {}, f"Teacher ensemble: {self.ensemble_status}."]
         if self.ensemble is not None:
             index = self.ensemble.examples.get(file_digest(video))
@@ -408,6 +432,8 @@ def build_demo(app: SpaceApp) -> gr.Blocks:
             gr.Examples(examples=[[str(p), "1 view"] for p in app.example_paths], inputs=[video, views],
                         outputs=outputs, fn=app.predict, cache_examples=False, run_on_click=True,
                         elem_id="examples", label="examples")
+        # Re-rendered on every page load: the path the student runs (dtype) and the latest request's latency.
+        gr.Markdown(app.status_text, elem_id="runtime-status")
     demo.queue(default_concurrency_limit=int(os.environ.get("MMKD_CONCURRENCY", 2)), max_size=64)
     return demo
 

@@ -65,6 +65,9 @@ def test_prediction_on_a_real_clip(space):
     assert verbs["label"] == expected["verb"][0]["label"]
     assert verbs["confidences"][0]["confidence"] == pytest.approx(expected["verb"][0]["score"], rel=1e-4)
     assert "views used: 6" in info and " ms end to end" in info
+    dtype = str(space["app"].classifier.compute_dtype).removeprefix("torch.")
+    assert f"compute dtype {dtype}" in info and " ms per view" in info
+    assert f"runs in **{dtype}**" in space["app"].status_text() and "ms per view" in space["app"].status_text()
     assert "Teacher ensemble" in ensemble_info  # no ensemble in this run: the panel says why
 
 

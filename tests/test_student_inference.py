@@ -3,7 +3,6 @@ parity with eager float32, the pipeline's compute dtype, and benchmarks/student_
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
@@ -11,6 +10,7 @@ import torch
 
 import mmkd_hf  # noqa: F401  (registers the Auto classes)
 from helpers_hub import save_tiny_student, write_clip
+from mmkd_hf.models.export import LogitsTuple, onnx_available
 from mmkd_hf.models.multi_head_video_pipeline import resolve_compute_dtype
 from mmkd_hf.models.video_swin.configuration_video_swin import VideoSwinConfig
 from mmkd_hf.models.video_swin.modeling_video_swin import VideoSwinForVideoClassification
@@ -18,17 +18,7 @@ from mmkd_hf.models.video_swin.modeling_video_swin import VideoSwinForVideoClass
 # Two blocks per stage so that every stage has a shifted block; 8 frames of 64x64: a padded, shifted first stage.
 TINY = dict(embed_dim=16, depths=(2, 2, 2, 2), num_heads=(1, 1, 2, 2), num_frames=8, image_size=64,
             heads={"verb": 5, "noun": 7}, drop_path_rate=0.0)
-HAS_ONNX = all(importlib.util.find_spec(name) is not None for name in ("onnx", "onnxscript", "onnxruntime"))
-
-
-class LogitsTuple(torch.nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, pixel_values):
-        logits = self.model(pixel_values=pixel_values).logits
-        return logits["verb"], logits["noun"]
+HAS_ONNX = onnx_available()
 
 
 def tiny_student(seed: int = 0) -> VideoSwinForVideoClassification:

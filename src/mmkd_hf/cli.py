@@ -16,6 +16,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "push": ("mmkd_hf.hub.push:main", "push a run's models (and datasets) to the Hugging Face Hub"),
     "export-dataset": ("mmkd_hf.hub.dataset_export:main",
                        "write a dataset as Parquet shards + card that datasets.load_dataset reads as is"),
+    "export": ("mmkd_hf.models.export:main",
+               "export a Video Swin classifier (the student) to ONNX or torch.export (.pt2) for deployment"),
     "convert-original": ("mmkd_hf.models.convert_original:main", "convert a checkpoint of the authors' code"),
     "convert-backbone": ("mmkd_hf.models.convert_backbone:main",
                          "convert a Kinetics-400 Video Swin checkpoint (mmaction or torchvision) to a model folder"),
