@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from accelerate.utils import send_to_device
 from torchvision.io import encode_jpeg
 
 import mmkd_hf  # noqa: F401  (registers the models)
@@ -90,8 +91,7 @@ def make_batch(batch_size: int, frames: int, size: int, device: torch.device) ->
         "layout_mask": torch.ones(b, t, n, dtype=torch.bool),
         "labels": {head: torch.randint(0, c, (b,)) for head, c in HEADS.items()},
     }
-    return {k: ({h: v.to(device) for h, v in value.items()} if isinstance(value, dict) else value.to(device))
-            for k, value in batch.items()}
+    return send_to_device(batch, device)
 
 
 def resident_mb() -> float:

@@ -8,6 +8,8 @@ import pytest
 import torch
 from transformers import AutoModel
 
+from conftest import SHARED_DATA
+
 import mmkd_hf  # noqa: F401  (registers the Auto classes)
 from mmkd_hf.models.convert_original import (
     STLT_ORIGINAL_KEY_RENAMES,
@@ -272,7 +274,7 @@ def test_converted_flow_folder_declares_no_video_pipeline(tmp_path):
 
 # ---------------------------------------------------------------- class names (--annotations-dir)
 
-EPIC_ANNOTATIONS = Path("/work/shared/data/epic-kitchens-100-annotations")
+EPIC_ANNOTATIONS = SHARED_DATA / "epic-kitchens-100-annotations"  # the real class lists, when ../shared/data exists
 TINY_VERBS = ["take", "put", "wash"]
 TINY_NOUNS = ["tap", "spoon", "plate", "cupboard", "knife"]
 
