@@ -16,10 +16,16 @@ then measures, for 16-frame 224x224 clips:
   the **fastest** one is the ceiling. Like for like: 0 workers (one core) against that loop on one
   thread, 2 workers against the same loop run by 2 processes at once (the 2-core ceiling).
 
+``--augmentation device`` adds, in training mode, the loader of the augmentation-on-device path (``train.py
+--augment_on_device on``, the default on CUDA): the items only decode and cut each frame's source box, the collator pads
+the boxes into one uint8 batch, and the resize + colour jitter are left to the accelerator (not timed here: they run
+on the batch beside the model's step). Rows carry ``augmentation``: ``loader`` (today's items: decode, resize, crop,
+flip, jitter) or ``device`` (decode + cut).
+
 Best of the repeats for both pipeline and ceiling. Prints a table with ratio = pipeline / ceiling
 (target >= 0.7) and the load average, and writes ``benchmarks/results/data_throughput.json``.
 Usage: ``python benchmarks/data_throughput.py [--clips N] [--repeats R] [--modalities rgb rgb+flow]
-[--modes train eval] [--workers 0 2]``.
+[--modes train eval] [--workers 0 2] [--augmentation loader device]``.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from PIL import Image
 from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg
 
 from mmkd_hf.data import MultimodalCollator, load_dataset
+from mmkd_hf.data.device_augmentation import augmentation_on_device
 from mmkd_hf.data.sampling import rgb_to_flow_index, sample_indices
 from mmkd_hf.data.memory import dataloader_worker_init, keep_freed_memory
 from mmkd_hf.utils import atomic_write_json
@@ -192,8 +199,9 @@ def measure_ceilings(blobs_per_clip, repeats: int) -> dict[str, float]:
 
 
 def pipeline(root: Path, cache: Path, modalities, train: bool, workers: int, clips: int, repeats: int,
-             frames_dtype: str = "uint8") -> float:
-    """Best clips/s over ``repeats`` timed epochs (after a warm-up epoch) of the DataLoader pipeline."""
+             frames_dtype: str = "uint8", augmentation: str = "loader") -> float:
+    """Best clips/s over ``repeats`` timed epochs (after a warm-up epoch) of the DataLoader pipeline; with
+    ``augmentation="device"`` the items defer resize and colour jitter (decode + cut only)."""
     ds = load_dataset("epic-kitchens-100", root, "train", modalities, cache, num_frames=NUM_FRAMES, crop_size=224,
                       train=train, sampler="uniform", frames_dtype=frames_dtype)
     indices = [i % len(ds) for i in range(clips)]
@@ -201,14 +209,15 @@ def pipeline(root: Path, cache: Path, modalities, train: bool, workers: int, cli
                                          collate_fn=MultimodalCollator(), persistent_workers=workers > 0,
                                          worker_init_fn=dataloader_worker_init if workers else None)
     best = 0.0
-    for epoch in range(repeats + 1):
-        count = 0
-        start_t = time.perf_counter()
-        for batch in loader:
-            count += batch["pixel_values"].shape[0]
-        elapsed = time.perf_counter() - start_t
-        if epoch > 0:  # epoch 0: worker start-up, imports, file-system caches
-            best = max(best, count / elapsed)
+    with augmentation_on_device([ds.mmkd_transform], augmentation == "device"):  # workers start inside the block
+        for epoch in range(repeats + 1):
+            count = 0
+            start_t = time.perf_counter()
+            for batch in loader:
+                count += len(batch["segment_id"])
+            elapsed = time.perf_counter() - start_t
+            if epoch > 0:  # epoch 0: worker start-up, imports, file-system caches
+                best = max(best, count / elapsed)
     del loader
     return best
 
@@ -222,6 +231,9 @@ def main() -> None:
     parser.add_argument("--workers", nargs="+", type=int, default=[0, 2], choices=[0, 2])
     parser.add_argument("--frames-dtypes", nargs="+", default=["uint8", "float32"], choices=["uint8", "float32"],
                         help="pipeline output: uint8 (what train.py uses; the model divides by 255) and/or float32")
+    parser.add_argument("--augmentation", nargs="+", default=["loader"], choices=["loader", "device"],
+                        help="loader: the items resize + jitter (today's path); device: the items decode and cut only "
+                             "(train.py --augment_on_device on; training mode rows only)")
     parser.add_argument("--default-malloc", action="store_true",
                         help="do not call keep_freed_memory() in the main process (workers always do)")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "data_throughput.json"))
@@ -250,20 +262,24 @@ def main() -> None:
                 print(f"ceiling {name} {mode} ({ceil['jpegs_per_clip']} JPEGs/clip): " +
                       ", ".join(f"{k} {v:.1f}" for k, v in rates.items()) + " clips/s" +
                       ("" if two is None else f"; 2 processes ({fastest}) {two:.1f}"), flush=True)
-                for workers, frames_dtype in [(w, d) for w in args.workers for d in args.frames_dtypes]:
+                paths = [a for a in args.augmentation if train or a == "loader"]
+                for workers, frames_dtype, augmentation in [(w, d, a) for w in args.workers
+                                                            for d in args.frames_dtypes for a in paths]:
                     rate = pipeline(root, cache, list(modalities), train, workers, args.clips, args.repeats,
-                                    frames_dtype)
+                                    frames_dtype, augmentation)
                     # like for like: 0 workers (one core) vs the 1-thread ceiling, 2 workers vs 2 processes
                     reference = rates[fastest] if workers == 0 else two
                     row = {"modalities": name, "mode": mode, "workers": workers, "frames_dtype": frames_dtype,
+                           "augmentation": augmentation,
                            "clips_per_s": round(rate, 2),
                            "ceiling": "1 thread" if workers == 0 else "2 processes",
                            "ceiling_clips_per_s": round(reference, 2), "ratio": round(rate / reference, 3),
                            "ratio_vs_1thread_ceiling": round(rate / rates[fastest], 3),
                            "loadavg_1min": round(os.getloadavg()[0], 2)}
                     rows.append(row)
-                    print(f"{name:>9} {mode:>5} workers={workers} {frames_dtype:>7}  {rate:7.2f} clips/s  vs {row['ceiling']} ceiling "
-                          f"{reference:7.2f}: ratio {row['ratio']:.2f}  load {row['loadavg_1min']}", flush=True)
+                    print(f"{name:>9} {mode:>5} workers={workers} {frames_dtype:>7} {augmentation:>6}  {rate:7.2f} "
+                          f"clips/s  vs {row['ceiling']} ceiling {reference:7.2f}: ratio {row['ratio']:.2f}  "
+                          f"load {row['loadavg_1min']}", flush=True)
     result = {
         "benchmark": "data_throughput",
         "clip": f"{NUM_FRAMES} frames, 224x224 crop from {WIDTH}x{HEIGHT} JPEGs",
@@ -273,6 +289,9 @@ def main() -> None:
                     "same loop in 2 processes for 2 workers (ratio = pipeline / that ceiling)"),
         "ceilings": ceilings,
         "target_ratio": 0.7,
+        "augmentation": {"loader": "items decode, resize, crop, flip and colour-jitter (CPU training's path)",
+                         "device": "items decode and cut the source box only; resize and colour jitter run on the "
+                                   "batch on the accelerator (train.py --augment_on_device on; not timed here)"},
         "main_process_keep_freed_memory": kept,
         "clips_per_epoch": args.clips,
         "repeats": args.repeats,

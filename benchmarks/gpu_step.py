@@ -11,8 +11,13 @@ a GPU, the growth of the resident set size on CPU.
 
 The loader: ``mmkd_hf.data.load_dataset("epic-kitchens-100", ...)`` on a small tree written here (``annotations/``
 beside ``EPIC-KITCHENS/<P>/rgb_frames``, 256x456 JPEGs at ``swin-t``), training mode, uint8 clips, through a
-``DataLoader`` with the collator, for each of ``--workers``. The ratio loader / bf16 online-KD step rate (loader at
-the largest worker count) should be >= 1.5 on a 1-GPU, 16-core machine: the step then never waits for data.
+``DataLoader`` with the collator, for each of ``--workers``, both ways: the items resize and colour-jitter
+(``loader_side_clips_per_s``, CPU training's path) or only decode and cut the source box, leaving resize and jitter to
+the device (``device_path_clips_per_s``, ``train.py --augment_on_device``, the default on CUDA); ``clips_per_s`` is the
+path ``train.py`` takes on this machine. The device path's own cost, ``apply_device_augmentation`` on one batch on the
+device, is timed too. The ratio loader / bf16 online-KD step rate (loader at the largest worker count; the step plus
+the device augmentation when that path is used) should be >= 1.5 on a 1-GPU, 16-core machine: the step then never
+waits for data.
 
     python benchmarks/gpu_step.py                       # swin-t on a GPU (a few minutes), tiny on CPU (< 1 min)
     python benchmarks/gpu_step.py --preset tiny --steps 3
@@ -48,6 +53,7 @@ from mmkd_hf import (
     VideoSwinForVideoClassification,
 )
 from mmkd_hf.data import MultimodalCollator, load_dataset
+from mmkd_hf.data.device_augmentation import apply_device_augmentation, augmentation_on_device
 from mmkd_hf.data.memory import dataloader_worker_init
 from mmkd_hf.distillation import (
     DistillationTrainer,
@@ -161,25 +167,53 @@ def write_official_layout(root: Path, frame_size: tuple[int, int], videos: int =
              for sid, video, start, stop in segments])
 
 
-def loader_rate(root: Path, frames: int, size: int, workers: int, clips: int, batch_size: int) -> float:
-    """RGB training clips/s of the DataLoader (best of two epochs after a warm-up epoch)."""
-    dataset = load_dataset("epic-kitchens-100", data_dir=str(root / "download"), split="train", modalities=("rgb",),
-                           cache_dir=str(root / "cache"), train=True,
-                           num_frames=frames, crop_size=size, sampler="uniform", frames_dtype="uint8")
+def training_dataset(root: Path, frames: int, size: int):
+    """The RGB training split of the official-layout tree under ``root``, uint8 clips."""
+    return load_dataset("epic-kitchens-100", data_dir=str(root / "download"), split="train", modalities=("rgb",),
+                        cache_dir=str(root / "cache"), train=True, num_frames=frames, crop_size=size,
+                        sampler="uniform", frames_dtype="uint8")
+
+
+def loader_rate(root: Path, frames: int, size: int, workers: int, clips: int, batch_size: int,
+                on_device: bool = False) -> float:
+    """RGB training clips/s of the DataLoader (best of two epochs after a warm-up epoch); ``on_device``: the items
+    decode and cut only (augmentation on the device, not timed here)."""
+    dataset = training_dataset(root, frames, size)
     subset = torch.utils.data.Subset(dataset, [i % len(dataset) for i in range(clips)])
     loader = torch.utils.data.DataLoader(subset, batch_size=batch_size, num_workers=workers,
                                          collate_fn=MultimodalCollator(), persistent_workers=workers > 0,
                                          pin_memory=torch.cuda.is_available(),
                                          worker_init_fn=dataloader_worker_init if workers else None)
     best = 0.0
-    for epoch in range(3):
-        count, start = 0, time.perf_counter()
-        for batch in loader:
-            count += batch["pixel_values"].shape[0]
-        if epoch:
-            best = max(best, count / (time.perf_counter() - start))
+    with augmentation_on_device([dataset.mmkd_transform], on_device):  # the workers start inside the block
+        for epoch in range(3):
+            count, start = 0, time.perf_counter()
+            for batch in loader:
+                count += len(batch["segment_id"])
+            if epoch:
+                best = max(best, count / (time.perf_counter() - start))
     del loader
     return best
+
+
+def device_augmentation_seconds(root: Path, frames: int, size: int, batch_size: int, device: torch.device,
+                                repeats: int) -> float:
+    """Median seconds of ``apply_device_augmentation`` (resize + colour jitter) on one deferred RGB batch already
+    on ``device``."""
+    dataset = training_dataset(root, frames, size)
+    with augmentation_on_device([dataset.mmkd_transform]):
+        items = [dataset[i % len(dataset)] for i in range(batch_size)]
+    batch = send_to_device(MultimodalCollator()(items), device)
+    times = []
+    for _ in range(repeats + 1):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        apply_device_augmentation(batch)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[1:])
 
 
 def load_average() -> str:
@@ -250,9 +284,17 @@ def main(argv=None) -> int:
 
     with tempfile.TemporaryDirectory() as data_dir:
         write_official_layout(Path(data_dir) / "download", FRAME_SIZE[args.preset])
-        loader = [{"workers": w, "clips_per_s": round(rate, 2), "clips_per_s_per_worker": round(rate / max(1, w), 2)}
-                  for w in workers
-                  for rate in [loader_rate(Path(data_dir), frames, size, w, loader_clips, batch_size)]]
+        loader = []
+        for w in workers:
+            rates = {path: loader_rate(Path(data_dir), frames, size, w, loader_clips, batch_size, path == "device")
+                     for path in ("loader", "device")}
+            rate = rates["device" if cuda else "loader"]  # what train.py --augment_on_device auto does here
+            loader.append({"workers": w, "clips_per_s": round(rate, 2),
+                           "clips_per_s_per_worker": round(rate / max(1, w), 2),
+                           "augmentation": "device" if cuda else "loader",
+                           "loader_side_clips_per_s": round(rates["loader"], 2),
+                           "device_path_clips_per_s": round(rates["device"], 2)})
+        augment_s = device_augmentation_seconds(Path(data_dir), frames, size, batch_size, device, max(3, args.steps))
 
     memory = "peak allocated (MiB)" if cuda else "RSS growth (MiB)"
     print(f"device: {device_name}; preset {args.preset} ({frames}x{size}x{size}, batch {batch_size}); "
@@ -261,15 +303,20 @@ def main(argv=None) -> int:
     for row in rows:
         print(f"| {row['mode']} | {row['precision']} | {row['steps_per_s']:.2f} | {row['clips_per_s']:.1f} | "
               f"{row['peak_memory_mb']:.0f} |")
-    print("\n| loader workers | RGB training clips/s | clips/s per worker |\n|---:|---:|---:|")
+    print("\n| loader workers | RGB training clips/s, items augment | decode + cut only (augmentation on the device) "
+          "|\n|---:|---:|---:|")
     for entry in loader:
-        print(f"| {entry['workers']} | {entry['clips_per_s']:.1f} | {entry['clips_per_s_per_worker']:.1f} |")
+        print(f"| {entry['workers']} | {entry['loader_side_clips_per_s']:.1f} | "
+              f"{entry['device_path_clips_per_s']:.1f} |")
+    print(f"\naugmentation on the device (resize + colour jitter of one batch of {batch_size}): "
+          f"{augment_s * 1e3:.1f} ms on {device.type}")
     online = {row["precision"]: row for row in rows if row["mode"] == "online KD"}
     reference = online.get("bf16") or next(iter(online.values()))
     default_loader = loader[-1]
-    ratio = default_loader["clips_per_s"] / reference["clips_per_s"]
-    print(f"\nloader ({default_loader['workers']} workers) / {reference['precision']} online-KD step: {ratio:.2f}x "
-          f"(target >= 1.5 on a 1-GPU, 16-core machine)")
+    step_s = reference["median_step_s"] + (augment_s if default_loader["augmentation"] == "device" else 0.0)
+    ratio = default_loader["clips_per_s"] / (batch_size / step_s)
+    print(f"\nloader ({default_loader['workers']} workers, augmentation: {default_loader['augmentation']}) / "
+          f"{reference['precision']} online-KD step: {ratio:.2f}x (target >= 1.5 on a 1-GPU, 16-core machine)")
     elapsed = time.perf_counter() - started
     result = {
         "benchmark": "gpu_step",
@@ -285,7 +332,8 @@ def main(argv=None) -> int:
         "rows": rows,
         "loader": loader,
         "loader_over_step": {"workers": default_loader["workers"], "precision": reference["precision"],
-                             "ratio": round(ratio, 3), "target": 1.5},
+                             "ratio": round(ratio, 3), "target": 1.5, "augmentation": default_loader["augmentation"],
+                             "device_augmentation_ms_per_batch": round(augment_s * 1e3, 3)},
     }
     atomic_write_json(output, result)
     print(f"wrote {output} ({elapsed:.0f} s)")

@@ -1,11 +1,14 @@
-"""A mini-kitchens copy whose *training* narrations confuse the two verbs (and optionally the two nouns) of a pair.
+"""A copy of an exact-label mini-kitchens generation whose *training* narrations confuse the two verbs (and
+optionally the two nouns) of a pair.
 
-    python benchmarks/noisy_narrations.py .cache/mini-kitchens .cache/mk-verbflip30 --rate 0.3 --seed 0
-    python benchmarks/noisy_narrations.py .cache/mini-kitchens .cache/mk-flip30-both --rate 0.3 --noun-rate 0.3 --seed 0
+    mmkd-hf make-mini-dataset --out .cache/mini-kitchens-noise0 --narration-noise 0
+    python benchmarks/noisy_narrations.py .cache/mini-kitchens-noise0 .cache/mk-verbflip30 --rate 0.3 --seed 0
     python benchmarks/distillation_gain.py --seeds 5 --output-dir outputs/kd-verbflip30 -- --data_dir .cache/mk-verbflip30
 
 (the verb-only rows of docs/training.md, "Which labels make distillation pay?": 76 of the 300 training
-narrations confused).
+narrations confused). The generator itself adds the same noise (`mmkd-hf make-mini-dataset --narration-noise
+VERB_RATE,NOUN_RATE`, the same draws for generation seed 0 and `--seed 0` here); with `--rate 0.3 --noun-rate 0.3`
+this copy has the training narrations of the default generation.
 
 Mini-kitchens verbs come in pairs that differ only in direction (take/put, push/pull, open/close, shake/stir:
 ids 2k and 2k+1), and nouns in pairs of the same shape (plate/bowl, box/sponge, bottle/jar, board/tray,
@@ -30,10 +33,10 @@ import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from mmkd_hf.synthetic.narration_noise import confuse_pairs  # noqa: E402
 from mmkd_hf.utils import atomic_directory  # noqa: E402
 
 
@@ -42,40 +45,6 @@ def _link_or_copy(src: str, dst: str) -> None:
         os.link(src, dst)
     except OSError:
         shutil.copy2(src, dst)
-
-
-def _flip_to_partner(row: dict[str, str], head: str, keys: dict[int, str]) -> None:
-    """Rename one row's ``head`` (verb or noun) to the other class of its pair (ids 2k and 2k+1)."""
-    partner = int(row[f"{head}_class"]) ^ 1
-    if partner not in keys:
-        raise ValueError(f"{row.get('narration_id')}: {head} {row[f'{head}_class']} has no pair partner {partner}")
-    row[f"{head}_class"], row[head] = str(partner), keys[partner]
-    if head == "noun" and "all_nouns" in row:
-        row["all_nouns"], row["all_noun_classes"] = f"['{keys[partner]}']", f"[{partner}]"
-    row["narration"] = f"{row['verb']} {row['noun']}"
-
-
-def confuse_pairs(rows: list[dict[str, str]], verb_keys: dict[int, str], verb_rate: float, seed: int,
-                  noun_keys: dict[int, str] | None = None, noun_rate: float = 0.0) -> tuple[int, int]:
-    """In place: each row's verb becomes the other verb of its pair with probability ``verb_rate``, and (drawn
-    independently) its noun the other noun of its pair with probability ``noun_rate``; returns both counts.
-
-    The verb draws come first from one generator, so a copy with noun noise has the same verb flips as the
-    verb-only copy of the same seed."""
-    for name, rate in (("verb rate", verb_rate), ("noun rate", noun_rate)):
-        if not 0.0 <= rate <= 1.0:
-            raise ValueError(f"{name} must be in [0, 1], got {rate}")
-    if noun_rate > 0 and not noun_keys:
-        raise ValueError("noun_rate > 0 needs the noun classes (noun_keys)")
-    rng = np.random.default_rng(seed)
-    verb_flips = rng.random(len(rows)) < verb_rate
-    noun_flips = rng.random(len(rows)) < noun_rate if noun_rate > 0 else np.zeros(len(rows), dtype=bool)
-    for row, verb_flip, noun_flip in zip(rows, verb_flips, noun_flips):
-        if verb_flip:
-            _flip_to_partner(row, "verb", verb_keys)
-        if noun_flip:
-            _flip_to_partner(row, "noun", noun_keys)
-    return int(verb_flips.sum()), int(noun_flips.sum())
 
 
 def _class_keys(path: Path) -> dict[int, str]:
@@ -95,6 +64,11 @@ def make_noisy_copy(source: Path, target: Path, verb_rate: float, noun_rate: flo
         raise FileNotFoundError(f"{source} holds no EPIC_100_train.csv: not a mini-kitchens folder")
     if target.exists():
         raise FileExistsError(f"{target} exists: choose a new folder")
+    marker = source / ".complete"
+    config = json.loads(marker.read_text()).get("config", {}) if marker.is_file() else {}
+    if config.get("narration_verb_noise") or config.get("narration_noun_noise"):
+        raise FileExistsError(f"{source} already has noisy training narrations (its .complete marker): start from an "
+                              f"exact-label generation (mmkd-hf make-mini-dataset --narration-noise 0)")
     with atomic_directory(target) as staging:  # assembled beside target, renamed into place when complete
         shutil.copytree(source, staging, copy_function=_link_or_copy, dirs_exist_ok=True)
         train_csv = staging / "EPIC_100_train.csv"

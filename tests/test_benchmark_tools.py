@@ -1,5 +1,5 @@
 """The benchmark helpers: distillation_sweep.py (reused run folders), noisy_narrations.py (noisy copies) and
-distillation_gain.py (regimes, the verdict)."""
+distillation_gain.py (regimes, provenance, the three claims)."""
 
 import json
 import sys
@@ -91,38 +91,6 @@ def test_paired_action_difference_reads_the_runs_predictions(sweep, tmp_path):
         sweep.paired_action_difference([runs[0], tmp_path / "other"])
 
 
-def test_noisy_narrations_swap_the_verbs_and_nouns_of_a_pair(tmp_path):
-    module = load_benchmark("noisy_narrations")
-    keys = {0: "take", 1: "put", 6: "shake", 7: "stir"}
-    nouns = {0: "plate", 1: "bowl"}
-    rows = [{"narration_id": str(i), "verb_class": str(v), "verb": keys[v], "noun": "plate", "noun_class": "0",
-             "narration": f"{keys[v]} plate", "all_nouns": "['plate']", "all_noun_classes": "[0]"}
-            for i, v in enumerate([0, 1, 7, 6])]
-    assert module.confuse_pairs([dict(r) for r in rows], keys, 0.0, seed=0) == (0, 0)
-    flipped = [dict(r) for r in rows]
-    assert module.confuse_pairs(flipped, keys, 1.0, seed=0) == (4, 0)
-    assert [r["verb_class"] for r in flipped] == ["1", "0", "6", "7"]
-    assert [r["narration"] for r in flipped] == ["put plate", "take plate", "shake plate", "stir plate"]
-    both = [dict(r) for r in rows]
-    assert module.confuse_pairs(both, keys, 1.0, seed=0, noun_keys=nouns, noun_rate=1.0) == (4, 4)
-    assert {(r["noun"], r["noun_class"], r["all_nouns"], r["all_noun_classes"]) for r in both} == {
-        ("bowl", "1", "['bowl']", "[1]")}
-    assert [r["narration"] for r in both] == ["put bowl", "take bowl", "shake bowl", "stir bowl"]
-    some, with_nouns = [dict(r) for r in rows * 50], [dict(r) for r in rows * 50]
-    count, _ = module.confuse_pairs(some, keys, 0.3, seed=1)
-    assert 35 <= count <= 85 and count == sum(a["verb_class"] != b["verb_class"] for a, b in zip(some, rows * 50))
-    # noun noise is drawn after the verbs: the same seed confuses the same verbs with or without it
-    _, noun_count = module.confuse_pairs(with_nouns, keys, 0.3, seed=1, noun_keys=nouns, noun_rate=0.3)
-    assert [r["verb_class"] for r in with_nouns] == [r["verb_class"] for r in some]
-    assert 35 <= noun_count <= 85 and noun_count == sum(r["noun_class"] == "1" for r in with_nouns)
-    with pytest.raises(ValueError, match="verb rate"):
-        module.confuse_pairs(rows, keys, 1.5, seed=0)
-    with pytest.raises(ValueError, match="noun_keys"):
-        module.confuse_pairs(rows, keys, 0.1, seed=0, noun_rate=0.2)
-    with pytest.raises(ValueError, match="no pair partner"):
-        module.confuse_pairs([dict(rows[0], noun_class="3")], keys, 0.0, seed=0, noun_keys=nouns, noun_rate=1.0)
-
-
 def _tiny_epic_folder(root, verbs=(0, 1, 6), nouns=(0, 1, 0)):
     root.mkdir()
     with open(root / "EPIC_100_verb_classes.csv", "w") as fh:
@@ -170,25 +138,6 @@ def test_a_failed_noisy_copy_leaves_nothing_behind(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mk"]
 
 
-def test_the_noisy_narrations_regime_makes_its_copy_once_and_refuses_another(tmp_path, monkeypatch):
-    gain = load_benchmark("distillation_gain")
-    monkeypatch.setattr(gain, "ensure_mini_kitchens", lambda path, seed: None)  # the folder is made below
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    _tiny_epic_folder(cache / "mini-kitchens")
-    assert gain.regime_options("default", cache) == []
-    options = gain.regime_options("noisy-narrations", cache)
-    copy = cache / "mk-flip30-both"
-    assert options == ["--data_dir", str(copy), "--student_epochs", "144"]
-    made = json.loads((copy / "noisy_narrations.json").read_text())
-    assert (made["verb_rate"], made["noun_rate"], made["seed"]) == (0.3, 0.3, 0)
-    (copy / "marker").write_text("kept")
-    assert gain.regime_options("noisy-narrations", cache) == options and (copy / "marker").exists()  # reused
-    (copy / "noisy_narrations.json").write_text(json.dumps(dict(made, noun_rate=0.0)))
-    with pytest.raises(SystemExit, match="was not made with"):
-        gain.regime_options("noisy-narrations", cache)
-
-
 _FAKE_TRAIN = '''
 import json, sys
 from pathlib import Path
@@ -196,34 +145,47 @@ argv = sys.argv[2:]  # sys.argv[1] is train.py
 value = lambda name: argv[argv.index(name) + 1]
 seed, run = int(value("--seed")), Path(value("--output_dir")) / value("--run_name")
 run.mkdir(parents=True, exist_ok=True)
-def model(action, ece):
-    return {"heads": {h: {"top1": action + 20, "ece": ece} for h in ("verb", "noun")}, "action": {"top1": action}}
+def model(action, ece, nll):
+    return {"heads": {h: {"top1": action + 20, "ece": ece, "nll": nll} for h in ("verb", "noun")},
+            "action": {"top1": action}}
 (run / "argv.json").write_text(json.dumps(argv))
-(run / "results.json").write_text(json.dumps({"models": {"student": model(34.0 + seed, 11.0),
-                                                          "baseline-rgb": model(28.0, 22.0)}}))
+(run / "results.json").write_text(json.dumps({"models": {"student": model(34.0 + seed, 11.0, 1.0),
+                                                          "baseline-rgb": model(28.0, 22.0, 1.5)}}))
 '''
 
 
-def test_distillation_gain_runs_the_regime_with_its_options_and_its_own_folders(tmp_path, monkeypatch):
-    """main() end to end with a stand-in for train.py: the regime's --data_dir and schedule reach every seed's
-    command line, its run folders and result default to per-regime paths, and the verdict is computed."""
+def test_distillation_gain_trains_from_scratch_and_checks_the_claims(tmp_path, monkeypatch):
+    """main() end to end with a stand-in for train.py: the regime's options reach every seed's command line, each
+    seed's run folder is created by the benchmark (provenance beside it), a folder it did not create is refused
+    unless --reuse-runs (and then reported as reused), and the claims are computed per seed."""
     gain = load_benchmark("distillation_gain")
     monkeypatch.setattr(gain, "REPO", tmp_path)
-    monkeypatch.setattr(gain, "ensure_mini_kitchens", lambda path, seed: None)
-    (tmp_path / ".cache").mkdir()
-    _tiny_epic_folder(tmp_path / ".cache" / "mini-kitchens")
+    monkeypatch.setattr(gain, "prepare_dataset", lambda config: None)
     fake = tmp_path / "fake_train.py"
     fake.write_text(_FAKE_TRAIN)
-    assert gain.main(["--regime", "noisy-narrations", "--seeds", "2", "--launcher", f"{sys.executable} {fake}",
-                      "--", "--temperature", "2"]) == 0
-    runs = tmp_path / "outputs" / "benchmarks-noisy-narrations"
+    launcher = ["--launcher", f"{sys.executable} {fake}"]
+    assert gain.main(["--regime", "exact-labels", "--seeds", "2", "--no-views", *launcher, "--", "--temperature",
+                      "2"]) == 0
+    runs = tmp_path / "outputs" / "benchmarks-exact-labels"
     for seed in (0, 1):
         argv = json.loads((runs / f"distillation-gain-seed{seed}" / "argv.json").read_text())
-        assert argv[argv.index("--data_dir") + 1] == str(tmp_path / ".cache" / "mk-flip30-both")
-        assert argv[argv.index("--student_epochs") + 1] == "144" and argv[-2:] == ["--temperature", "2"]
-    result = json.loads((tmp_path / "benchmarks" / "results" / "distillation_gain_noisy_narrations.json").read_text())
-    verdict = result["student_vs_baseline_rgb"]
-    assert result["regime"] == "noisy-narrations" and verdict["meets_target"]
-    assert verdict["action_top1_gain"]["values"] == [6.0, 7.0] and verdict["ece_change"]["mean"] == -11.0
-    with pytest.raises(SystemExit):  # the regime brings its own data
-        gain.main(["--regime", "noisy-narrations", "--", "--data_dir", "elsewhere"])
+        assert argv[argv.index("--narration_noise") + 1] == "0" and argv[-2:] == ["--temperature", "2"]
+        provenance = json.loads((runs / f"distillation-gain-seed{seed}.benchmark.json").read_text())
+        assert provenance["reused_units"] is False and "code_version" in provenance
+    result = json.loads((tmp_path / "benchmarks" / "results" / "distillation_gain_exact_labels.json").read_text())
+    claims = result["claims"]
+    assert result["regime"] == "exact-labels" and result["trained_from_scratch"] is True
+    assert claims["accuracy"]["action_top1"]["values"] == [6.0, 7.0]
+    assert claims["calibration"]["ece"]["mean"] == -11.0 and claims["calibration"]["nll"]["mean"] == pytest.approx(-0.5)
+    assert claims["calibration_holds"] and "views" not in claims
+    assert str(tmp_path) not in json.dumps(result)  # commands and paths are relative to the repository
+    # a run folder the benchmark did not create: refused, or reported as reused
+    foreign = tmp_path / "elsewhere" / "distillation-gain-seed0"
+    foreign.mkdir(parents=True)
+    (foreign / "results.json").write_text("{}")
+    with pytest.raises(SystemExit, match="not created by this benchmark"):
+        gain.main(["--seeds", "1", "--no-views", "--output-dir", str(tmp_path / "elsewhere"), *launcher])
+    assert gain.main(["--seeds", "1", "--no-views", "--reuse-runs", "--output-dir", str(tmp_path / "elsewhere"),
+                      "--result", str(tmp_path / "reused.json"), *launcher]) == 0
+    reused = json.loads((tmp_path / "reused.json").read_text())
+    assert reused["trained_from_scratch"] is False and reused["seeds_reusing_trained_units"] == [0]

@@ -220,7 +220,7 @@ def test_train_py_option_reaches_the_run_settings(epic_layouts):
 def test_evaluate_takes_the_annotations_folder_from_the_run(tmp_path):
     import argparse
 
-    from mmkd_hf.evaluation.run import apply_run_settings, build_parser
+    from mmkd_hf.evaluation.cli import apply_run_settings, build_parser
 
     RunSettings(dataset="epic-kitchens-100", data_dir="/data/EPIC-KITCHENS",
                 load_kwargs={"annotations_dir": "/data/annotations"}).save(tmp_path)

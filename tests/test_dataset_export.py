@@ -41,6 +41,9 @@ def test_layout_and_card(exported, mini_kitchens_dir):
     assert {s["name"]: s["num_examples"] for s in meta["dataset_info"]["splits"]} == {s: rows[s] for s in SPLITS}
     assert {f["name"] for f in meta["dataset_info"]["features"]} >= {"verb", "noun", "rgb", "audio", "boxes"}
     assert meta["mmkd_hf"]["generator"]["seed"] == 3
+    assert meta["mmkd_hf"]["format_version"] == 2 and meta["mmkd_hf"]["audio_margin_seconds"] == 0.65
+    assert meta["mmkd_hf"]["audio_format"] == "int16"  # mini-kitchens writes 16-bit PCM .wav: kept exactly
+    assert sorted(meta["mmkd_hf"]["shards"]) == [f"data/{s}-00000-of-00001.parquet" for s in SPLITS]
 
 
 def test_datasets_reads_it_without_the_package(exported, mini_kitchens_dir):
@@ -49,28 +52,24 @@ def test_datasets_reads_it_without_the_package(exported, mini_kitchens_dir):
     expected = {r["segment_id"]: (r["stop_frame"] - r["start_frame"] + 1, verbs.int2str(r["verb_class"]),
                                   nouns.int2str(r["noun_class"])) for r in metadata}
     code = f"""
-import io, json, sys, wave
+import json, sys
 import numpy as np
 import datasets
 ds = datasets.load_dataset({str(exported)!r}, split="validation")
 names = {{k: ds.features[k].names for k in ("verb", "noun")}}
-if not datasets.config.TORCHCODEC_AVAILABLE:  # decoding Audio needs torchcodec; the WAV bytes are there anyway
-    ds = ds.cast_column("audio", datasets.Audio(decode=False))
 rows = {{}}
-for row in ds:
+for row in ds:  # every column decodes with datasets' own dependencies (Pillow), no audio library
     frames = [np.asarray(image) for image in row["rgb"]]
     flow = [np.asarray(image) for image in row["flow_u"]]
     audio = row["audio"]
-    if isinstance(audio, dict):
-        with wave.open(io.BytesIO(audio["bytes"])) as w:
-            samples = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
-    else:
-        samples = audio.get_all_samples().data.numpy()
+    samples = np.asarray(audio["array"], np.float32)
+    covered = audio["start_seconds"] <= row["start_seconds"] and (
+        audio["start_seconds"] + samples.size / audio["sampling_rate"] >= row["stop_seconds"] - 1e-6)
     rows[row["segment_id"]] = dict(frames=len(frames), shape=list(frames[0].shape), flow=len(flow),
                                    flow_shape=list(flow[0].shape), boxes=len(row["boxes"]),
                                    box_width=len(row["boxes"][0]["boxes"][0]) if row["boxes"][0]["boxes"] else 4,
-                                   samples=int(samples.size), verb=names["verb"][row["verb"]],
-                                   noun=names["noun"][row["noun"]])
+                                   samples=int(samples.size), covered=bool(covered),
+                                   verb=names["verb"][row["verb"]], noun=names["noun"][row["noun"]])
 assert not any(name.startswith("mmkd_hf") for name in sys.modules), "mmkd_hf was imported"
 print(json.dumps(rows))
 """
@@ -82,7 +81,7 @@ print(json.dumps(rows))
         row = rows[segment_id]
         assert row["frames"] == num_frames and row["boxes"] == num_frames
         assert row["shape"] == [32, 32, 3] and row["flow_shape"] == [32, 32] and row["flow"] >= 1
-        assert row["box_width"] == 4 and row["samples"] > 0
+        assert row["box_width"] == 4 and row["samples"] > 0 and row["covered"]
         assert (row["verb"], row["noun"]) == (verb, noun)
 
 
@@ -165,3 +164,29 @@ def test_epic_kitchens_export_stays_local(mini_kitchens_dir, tmp_path):
     assert "may not be re-distributed" in text and "private repo" in text
     with pytest.raises(PushError, match="may not be re-hosted publicly"):
         push_exported_dataset(out, "alice", token="hf_alice", endpoint="http://127.0.0.1:9", log=lambda *a: None)
+
+
+def test_missing_audio_is_null_and_marked_like_the_folder(tiny_epic, tmp_path):
+    """A video without its audio file: its segments export with ``audio`` null, and a multimodal load of the export
+    keeps them marked absent, exactly as the folder's load does (EPIC-KITCHENS-100 lacks audio here and there)."""
+    import torch
+
+    from mmkd_hf.data import load_dataset
+
+    folder = tmp_path / "epic"
+    shutil.copytree(tiny_epic, folder)
+    (folder / "P02" / "videos" / "P02_01.wav").unlink()
+    out = tmp_path / "export"
+    export_dataset("epic-kitchens-100", folder, out, splits=["validation"], audio_format="float32",
+                   log=lambda *a: None)
+    rows = load_exported(out, "validation")
+    assert {r["segment_id"]: r["audio"] is None for r in rows} == {"P01_01_2": False, "P02_01_1": True}
+    kwargs = dict(split="validation", modalities=("rgb", "audio"), num_frames=4, crop_size=32, seed=1)
+    local, remote = load_dataset("epic-kitchens-100", data_dir=str(folder), **kwargs), load_dataset(
+        "epic-kitchens-100", data_dir=str(out), **kwargs)
+    for index in range(len(local)):
+        want, got = local[index], remote[index]
+        assert want["modality_present"] == got["modality_present"]
+        assert torch.equal(want["audio_values"], got["audio_values"])
+        assert torch.equal(want["pixel_values"], got["pixel_values"])
+    assert [local[i]["modality_present"]["audio"] for i in range(len(local))] == [True, False]

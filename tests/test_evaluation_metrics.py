@@ -344,3 +344,33 @@ def test_paired_bootstrap_difference_counts_the_seed_to_seed_spread():
     assert split["difference"] == pytest.approx(0.0) and agree["difference"] == pytest.approx(10.0)
     assert split["high"] - split["low"] > 1.5 * (agree["high"] - agree["low"])
     assert split["low"] < -5 and split["high"] > 5  # the spread of the runs is inside
+
+
+# ------------------------------------------------------------------------------------------- NLL
+def test_negative_log_likelihood_hand_computed():
+    from mmkd_hf.evaluation.calibration import calibration_metrics, negative_log_likelihood
+
+    probs = np.array([[0.25, 0.75], [0.25, 0.75], [0.5, 0.5]])
+    labels = [1, 0, 0]
+    # -(ln 0.75 + ln 0.25 + ln 0.5) / 3 = (0.287682 + 1.386294 + 0.693147) / 3
+    expected = 0.7890413
+    assert negative_log_likelihood(probs, labels, scores_are="probs") == pytest.approx(expected, abs=1e-6)
+    logits = np.log(probs) + np.array([[3.0], [-7.0], [100.0]])  # a per-row shift leaves the softmax unchanged
+    assert negative_log_likelihood(logits, labels) == pytest.approx(expected, abs=1e-6)
+    assert calibration_metrics(logits, labels)["nll"] == pytest.approx(expected, abs=1e-6)
+    # far-off logits: the log-softmax stays finite and exact where softmax would underflow to 0
+    assert negative_log_likelihood(np.array([[0.0, 1000.0]]), [0]) == pytest.approx(1000.0)
+    with pytest.raises(ValueError):
+        negative_log_likelihood(probs, [0, 1])
+
+
+def test_results_markdown_reports_nll_per_head():
+    from mmkd_hf.pipeline.results import results_markdown
+
+    payload = {"run": {"name": "r", "dataset": "d", "preset": "p", "seed": 0, "num_processes": 1, "config_hash": "0" * 12},
+               "timings_s": {"total": 1.0},
+               "models": {"student": {"modalities": ["rgb"],
+                                      "heads": {"verb": {"top1": 50.0, "top5": 90.0, "ece": 3.0, "nll": 1.23456}}}}}
+    lines = results_markdown(payload, ["verb"]).splitlines()
+    assert "| model | inputs | verb top-1 | verb top-5 | verb ECE | verb NLL |" in lines
+    assert "| student | rgb | 50.00 | 90.00 | 3.00 | 1.235 |" in lines

@@ -13,7 +13,8 @@ import torch
 from mmkd_hf.evaluation.exports import read_epic_results, read_predictions_parquet
 from mmkd_hf.evaluation.metrics import epic_action_recognition_metrics
 from mmkd_hf.evaluation.multiview import reduce_views
-from mmkd_hf.evaluation.run import dataset_heads, evaluate_model, evaluate_views_grid, model_inputs
+from mmkd_hf.evaluation.run import dataset_heads, evaluate_model, model_inputs
+from mmkd_hf.evaluation.views import evaluate_views_grid
 
 NUM_VERBS, NUM_NOUNS, FRAMES, SIZE = 5, 6, 4, 32
 

@@ -152,7 +152,7 @@ def test_make_mini_dataset_refuses_a_foreign_folder(tmp_path, capsys):
 
 
 def test_evaluate_and_precompute_refuse_a_foreign_folder(tmp_path, capsys):
-    from mmkd_hf.evaluation import run as evaluation_run
+    from mmkd_hf.evaluation import cli as evaluation_run
 
     foreign = tmp_path / "foreign"
     foreign.mkdir()
@@ -166,7 +166,7 @@ def test_evaluate_and_precompute_refuse_a_foreign_folder(tmp_path, capsys):
 
 
 def test_evaluate_replaces_its_own_output_and_records_final_paths(finished_run, tmp_path):
-    from mmkd_hf.evaluation import run as evaluation_run
+    from mmkd_hf.evaluation import cli as evaluation_run
 
     _, run = finished_run
     out = tmp_path / "eval"

@@ -56,7 +56,7 @@ def test_load_dataset_uses_the_run_settings(tiny_epic, tmp_path):
 
 
 def test_evaluate_cli_defaults_dataset_from_the_run(tmp_path, capsys):
-    from mmkd_hf.evaluation.run import apply_run_settings, build_parser
+    from mmkd_hf.evaluation.cli import apply_run_settings, build_parser
 
     _settings(tmp_path / "data").save(tmp_path / "run")
     (tmp_path / "run" / "student").mkdir()

@@ -10,7 +10,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("mmkd_hf.pipeline:main", "run the teacher -> ensemble -> student pipeline (same as train.py)"),
     "make-mini-dataset": ("mmkd_hf.synthetic.make_dataset:main", "generate the embedded mini-kitchens dataset"),
-    "evaluate": ("mmkd_hf.evaluation.run:main", "multi-view evaluation with the official metrics and calibration"),
+    "evaluate": ("mmkd_hf.evaluation.cli:main", "multi-view evaluation with the official metrics and calibration"),
     "profile": ("mmkd_hf.evaluation.profile:main", "GFLOPs / memory / latency of the student vs the ensemble"),
     "precompute": ("mmkd_hf.distillation.cache:main", "cache the teacher ensemble's logits for cached distillation"),
     "push": ("mmkd_hf.hub.push:main", "push a run's models (and datasets) to the Hugging Face Hub"),

@@ -21,7 +21,7 @@ except ImportError:  # pragma: no cover - OpenCV is a dependency; torch copies a
 
 from .configs import FRAMES_DTYPES, AugmentationConfig, AugmentationParams
 
-__all__ = ["sample_augmentation", "color_jitter_uint8", "apply_to_frames"]
+__all__ = ["sample_augmentation", "color_jitter_uint8", "jitter_plan", "apply_to_frames", "cut_source_box"]
 
 
 def _resized_size(frame_size: tuple[int, int], short: int) -> tuple[int, int]:
@@ -111,6 +111,28 @@ _GREY_VECTOR = np.array(_GREY)
 _GREY_ROWS = np.tile(_GREY_VECTOR, (3, 1))  # every output channel = the pixel's grey
 
 
+def jitter_plan(jitter) -> list[tuple[int, np.ndarray, bool]]:
+    """The colour jitter's steps in the drawn order: ``(op, 3x3 float64 RGB matrix, clamp after it)`` with op 0
+    brightness, 1 contrast, 2 saturation, 3 hue (a zero hue is no step). Contrast's offset, ``(1 - factor)`` times
+    the frame's mean grey, depends on the frames and is added by the caller (:func:`color_jitter_uint8` here,
+    :mod:`.device_augmentation` on the accelerator)."""
+    order, brightness, contrast, saturation, hue = jitter
+    plan = []
+    for op in order:
+        if op == 0:
+            step, clamp = np.eye(3) * brightness, brightness > 1.0
+        elif op == 1:
+            step, clamp = np.eye(3) * contrast, contrast > 1.0
+        elif op == 2:
+            step, clamp = saturation * np.eye(3) + (1.0 - saturation) * _GREY_ROWS, saturation > 1.0
+        elif hue != 0.0:
+            step, clamp = _hue_matrix(hue).double().numpy(), True
+        else:
+            continue
+        plan.append((int(op), step, bool(clamp)))
+    return plan
+
+
 def color_jitter_uint8(frames: torch.Tensor, jitter) -> torch.Tensor:
     """Colour jitter of uint8 RGB frames ``[T, 3, H, W]`` stored channels-last, in place (returns ``frames``).
 
@@ -130,25 +152,17 @@ def color_jitter_uint8(frames: torch.Tensor, jitter) -> torch.Tensor:
     hwc = frames.permute(0, 2, 3, 1)
     if not hwc.is_contiguous():
         raise ValueError("colour jitter needs channels-last frames (frames.permute(0, 2, 3, 1) contiguous)")
-    order, brightness, contrast, saturation, hue = jitter
+    contrast = jitter[2]
     t = frames.shape[0]
     identity = np.eye(3, 4)
     pending, per_frame, dirty = np.tile(identity, (t, 1, 1)), False, False
-    for op in order:
+    for op, step, clamp in jitter_plan(jitter):
         offset = np.zeros((t, 3))
-        if op == 0:
-            step, clamp = np.eye(3) * brightness, brightness > 1.0
-        elif op == 1:
+        if op == 1:
             means = _channel_means(hwc)  # of the frames as they are now; then through the pending map
             means = np.einsum("tij,tj->ti", pending[:, :, :3], means) + pending[:, :, 3]
             offset[:] = ((1.0 - contrast) * (means @ _GREY_VECTOR))[:, None]
-            step, clamp, per_frame = np.eye(3) * contrast, contrast > 1.0, True
-        elif op == 2:
-            step, clamp = saturation * np.eye(3) + (1.0 - saturation) * _GREY_ROWS, saturation > 1.0
-        elif hue != 0.0:
-            step, clamp = _hue_matrix(hue).double().numpy(), True
-        else:
-            continue
+            per_frame = True
         pending = np.concatenate([step @ pending[:, :, :3], (step @ pending[:, :, 3:]) + offset[:, :, None]], axis=-1)
         dirty = True
         if clamp:
@@ -167,6 +181,14 @@ def _source_box(crop: tuple[int, int, int, int], params: AugmentationParams, in_
     src_h = max(1, min(in_h - src_top, int(round(height * sy))))
     src_w = max(1, min(in_w - src_left, int(round(width * sx))))
     return src_top, src_left, src_h, src_w
+
+
+def cut_source_box(frames: torch.Tensor, params: AugmentationParams, crop_index: int = 0) -> torch.Tensor:
+    """The source box of crop ``crop_index`` in frames ``[T, C, H, W]``, as a view (no copy): the region that
+    :func:`apply_to_frames` resizes to the crop size (flow stored at another resolution gets its own box)."""
+    _, _, in_h, in_w = frames.shape
+    top, left, height, width = _source_box(params.crops[crop_index], params, in_h, in_w)
+    return frames[:, :, top:top + height, left:left + width]
 
 
 def _pack_planes(frames: torch.Tensor) -> torch.Tensor:

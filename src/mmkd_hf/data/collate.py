@@ -7,6 +7,7 @@ from typing import Any, Iterable, Sequence
 
 import torch
 
+from .device_augmentation import DEFERRED_KEY, FRAME_KEYS, collate_deferred
 from .memory import batch_buffer
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,8 @@ class MultimodalCollator:
     Items that are ``None`` or carry a ``skip_reason`` (bad samples with ``skip_bad_samples=True``) are
     dropped and logged. Shapes that differ between items raise a ``ValueError`` naming both samples.
     ``modality_present`` (``{modality: bool}`` per item) becomes ``{modality: BoolTensor[B]}``; an item without it
-    counts as having every modality.
+    counts as having every modality. ``augment_on_device`` (items that defer their resize and colour jitter) becomes
+    the batch's padded source boxes and parameters (:func:`~mmkd_hf.data.device_augmentation.collate_deferred`).
     """
 
     def __init__(self, keys: Iterable[str] | None = None):
@@ -60,7 +62,8 @@ class MultimodalCollator:
             raise ValueError(f"every sample of this batch was bad ({len(items)} dropped); see the skip report")
         ids = [str(item.get("segment_id", f"<item {i}>")) for i, item in enumerate(good)]
         present = [k for k in good[0] if k not in ("segment_id", "skip_reason", PRESENCE_KEY)]
-        wanted = [k for k in present if self.keys is None or k in self.keys]
+        wanted = [k for k in present if self.keys is None or k in self.keys
+                  or (k == DEFERRED_KEY and any(f in self.keys for f in FRAME_KEYS))]  # holds the frames to come
         batch: dict[str, Any] = {}
         if any(item.get(PRESENCE_KEY) for item in good) and (self.keys is None or PRESENCE_KEY in self.keys):
             batch[PRESENCE_KEY] = _stack_presence([item.get(PRESENCE_KEY) or {} for item in good])
@@ -68,7 +71,9 @@ class MultimodalCollator:
             missing = [ids[i] for i, item in enumerate(good) if key not in item or item[key] is None]
             if missing:
                 raise ValueError(f"key {key!r} is present in sample {ids[0]!r} but missing in {missing[:5]}")
-            if key in _DICT_KEYS:
+            if key == DEFERRED_KEY:  # training items that left resize + colour jitter to the device
+                batch[key] = collate_deferred([item[key] for item in good])
+            elif key in _DICT_KEYS:
                 batch[key] = self._stack_dict(key, [item[key] for item in good], ids)
             else:
                 batch[key] = self._stack(key, [item[key] for item in good], ids)

@@ -15,6 +15,7 @@ from .builders import MINI_KITCHENS_CARD_INFO, MINI_KITCHENS_FORMAT_VERSION, rea
 from .builders.common import files_fingerprint
 from .configs import TOLERABLE_MODALITIES, AudioConfig, AugmentationConfig, LayoutConfig, TransformConfig
 from .errors import DataFormatError
+from .hub_dataset import exported_source, open_exported
 from .source_check import SourceReport, check_sources
 from .transforms import MultimodalTransform, SampleReader
 
@@ -155,6 +156,7 @@ def load_dataset(
     frames_dtype: str = "float32",
     annotations_dir: str | os.PathLike | None = None,
     tolerate_missing: Sequence[str] | None = None,
+    streaming: bool = False,
 ) -> datasets.Dataset:
     """Load one split of a dataset as Arrow-backed metadata with a lazy decoding transform.
 
@@ -192,6 +194,12 @@ def load_dataset(
             leaves that teacher out for it (real EPIC videos lack audio or detections here and there). Default:
             the requested audio and layout when more than one modality is requested (a distillation or ensemble
             load), none for a single-modality load (training one teacher on zero-filled inputs would be wrong).
+        streaming: read the split as a ``datasets.IterableDataset`` (exported datasets only, see below).
+
+    ``data_dir`` may also be a dataset written by ``mmkd-hf export-dataset``: its folder (recognised by its card) or
+    its Hub copy, ``hf://datasets/<owner>/<name>[@<revision>]``. The items are then those of the folder it was
+    exported from (same frames, audio samples, boxes, labels and per-item augmentation); see
+    :mod:`mmkd_hf.data.hub_dataset`.
 
     Before returning (unless ``decode=False``), every segment's files are checked for every requested modality
     (frame folder, ``.tar`` or video reaching the segment's last frame, detections, audio source), a few file-system
@@ -205,16 +213,24 @@ def load_dataset(
         is available as ``dataset.mmkd_transform`` for ``skip_report()``.
     """
     spec = _spec(name)
-    splits = build_metadata(name, data_dir, cache_dir, annotations_dir=annotations_dir)
-    if split not in splits:
-        raise ValueError(f"split {split!r} not available for {name}; found {sorted(splits)}")
-    dataset = splits[split]
+    exported = exported_source(data_dir)
+    if exported is not None:  # written by `mmkd-hf export-dataset` (its folder or its Hub copy)
+        dataset, reader = open_exported(name, exported, split, streaming=streaming, cache_dir=cache_dir)
+    elif streaming:
+        raise ValueError(f"streaming=True reads datasets written by `mmkd-hf export-dataset`; {data_dir} is a "
+                         "dataset folder (read it without streaming, or export it)")
+    else:
+        splits = build_metadata(name, data_dir, cache_dir, annotations_dir=annotations_dir)
+        if split not in splits:
+            raise ValueError(f"split {split!r} not available for {name}; found {sorted(splits)}")
+        dataset = splits[split]
+        reader = make_reader(name, dataset)
     if not decode:
         return dataset
     if tolerate_missing is None:
         tolerate_missing = [m for m in TOLERABLE_MODALITIES if m in modalities] if len(set(modalities)) > 1 else []
     tolerate = tuple(m for m in tolerate_missing if m in modalities)
-    report = check_sources(make_reader(name, dataset), dataset, modalities, tolerate=tolerate)
+    report = None if exported is not None else check_sources(reader, dataset, modalities, tolerate=tolerate)
     if report is not None and report.missing:
         dataset = _drop_missing(dataset, report, split, skip_bad_samples)
     if report is not None and report.tolerated_missing:
@@ -229,8 +245,11 @@ def load_dataset(
         layout=layout or LayoutConfig(), seed=seed, skip_bad_samples=skip_bad_samples,
         skip_log_path=None if skip_log_path is None else str(skip_log_path), frames_dtype=frames_dtype,
         tolerate_missing=tolerate)
-    transform = make_transform(name, dataset, config)
-    transformed = dataset.with_transform(transform)
+    transform = MultimodalTransform(reader, config, source=None if streaming else dataset)
+    if streaming:
+        transformed = dataset.map(transform, batched=True, batch_size=1, remove_columns=dataset.column_names)
+    else:
+        transformed = dataset.with_transform(transform)
     transformed.mmkd_transform = transform
     transformed.mmkd_source_report = report
     return transformed

@@ -46,6 +46,7 @@ from .augmentation import apply_to_frames, sample_augmentation
 from .audio import mask_spectrogram
 from .configs import AudioConfig, AugmentationParams, LayoutConfig, TransformConfig
 from .detections import refused_box_count
+from .device_augmentation import DEFERRED_KEY, defer_item
 from .errors import FileDecodeError, SampleDecodeError
 from .layout import pad_layout, transform_boxes
 from .memory import batch_buffer, configure_worker_once
@@ -118,6 +119,17 @@ class MultimodalTransform:
         self._draws = 0
         self._pending_row_seeds: list[int] | None = None
         self._row_seed: int | None = None
+        #: training items leave the resize and colour jitter to the accelerator (see :mod:`.device_augmentation`):
+        #: their ``augment_on_device`` entry holds the decoded frames' source boxes and the drawn parameters, and
+        #: ``pixel_values`` / ``flow_values`` are made on the device by ``apply_device_augmentation``. Evaluation
+        #: items (``config.train`` False) are unaffected.
+        self.augment_on_device = False
+
+    @property
+    def defers_augmentation(self) -> bool:
+        """Whether this transform's items defer their resize and colour jitter to the device."""
+        return bool(self.augment_on_device and self.config.train
+                    and any(m in self.config.modalities for m in ("rgb", "flow")))
 
     # ---- rng: deterministic in evaluation, fresh per access (and per worker/epoch) in training
     def reset_draw_counter(self) -> None:
@@ -179,7 +191,7 @@ class MultimodalTransform:
         cfg = self.config
         channels = {"pixel_values": 3 if "rgb" in cfg.modalities else 0,
                     "flow_values": 2 if "flow" in cfg.modalities else 0}
-        if n < 2 or not any(channels.values()):
+        if n < 2 or not any(channels.values()) or self.defers_augmentation:
             return [{} for _ in range(n)]
         views = (cfg.num_views,) if cfg.num_views > 1 else ()
         size = cfg.augmentation.crop_size
@@ -316,10 +328,16 @@ class MultimodalTransform:
                 apply_to_frames(clips[i], params, kind, out=full[i * n_crops: (i + 1) * n_crops])
             return slot
 
-        if rgb is not None:
-            out["pixel_values"] = frames_out(rgb, "rgb", "pixel_values")
-        if flow is not None:
-            out["flow_values"] = frames_out(flow, "flow", "flow_values")
+        if self.defers_augmentation and (rgb is not None or flow is not None):
+            # decode + cut only: the batch is resized and jittered on the device (same parameters, same pixels)
+            frames = {key: (values, kind) for key, values, kind in (("pixel_values", rgb, "rgb"),
+                                                                   ("flow_values", flow, "flow")) if values is not None}
+            out[DEFERRED_KEY] = defer_item(frames, params, float_output=cfg.frames_dtype == "float32")
+        else:
+            if rgb is not None:
+                out["pixel_values"] = frames_out(rgb, "rgb", "pixel_values")
+            if flow is not None:
+                out["flow_values"] = frames_out(flow, "flow", "flow_values")
         present = {m: True for m in cfg.tolerate_missing if m in mods}
         if "audio" in mods:
             per_clip = []

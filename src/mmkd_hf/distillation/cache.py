@@ -265,6 +265,13 @@ class CachedLogitsDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         return add_cached_logits(self.dataset[index], self.cache, self.presence)
 
+    def __getitems__(self, indices: list[int]) -> list[dict[str, Any]]:
+        """A whole batch through the wrapped dataset's own ``__getitems__`` when it has one (``mmkd_hf.data``
+        datasets write a batch's frames straight into one buffer), else item by item."""
+        getitems = getattr(self.dataset, "__getitems__", None)
+        items = getitems(list(indices)) if getitems is not None else [self.dataset[i] for i in indices]
+        return [add_cached_logits(item, self.cache, self.presence) for item in items]
+
 
 def add_cached_logits(
     item: dict[str, Any],

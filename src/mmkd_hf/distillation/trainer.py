@@ -5,7 +5,9 @@ the authors' public code, github.com/gorjanradevski/multimodal-distillation).
 Batches follow the design.md contract: one dict holding every modality, ``labels`` as a dict of per-head tensors,
 optionally ``teacher_logits`` (cached mode) and ``segment_id``. The trainers pick each model's own inputs with
 :func:`~mmkd_hf.models.ensemble.modeling_ensemble.select_model_inputs`, so the student never sees flow, audio,
-layout, cached logits or ids, and ``remove_unused_columns`` must stay ``False`` (the arguments' default).
+layout, cached logits or ids, and ``remove_unused_columns`` must stay ``False`` (the arguments' default). A batch whose
+items deferred their resize and colour jitter (``augment_on_device``, see :mod:`mmkd_hf.data.device_augmentation`) is
+finished on the device in ``_prepare_inputs``, before any model (student or teacher) sees it.
 
 Teacher placement (following TRL's distillation trainers and timm's ``DistillationTeacher``): the ensemble is
 frozen, in eval mode, and prepared with ``accelerator.prepare_model(teacher, evaluation_mode=True)``: moved to the
@@ -30,6 +32,7 @@ from transformers import AutoModel, Trainer
 from transformers.trainer_pt_utils import nested_detach
 from transformers.trainer_utils import get_last_checkpoint
 
+from ..data.device_augmentation import DEFERRED_KEY, apply_device_augmentation, deferred_shapes
 from ..models.ensemble.modeling_ensemble import MultimodalTeacherEnsemble, select_model_inputs
 from .arguments import DistillationTrainingArguments, parse_teacher_paths
 from .losses import distillation_loss, multi_head_ce_loss, teacher_student_agreement
@@ -78,6 +81,21 @@ class _MultiHeadTrainerMixin:
             if not math.isfinite(value):
                 self._stop_non_finite("the gradient norm", value)
         return grad_norm
+
+    def _prepare_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """Move the batch to the device, then finish its augmentation there when its items deferred it
+        (``train.py --augment_on_device``: resize + colour jitter of the whole batch on the accelerator; see
+        :mod:`mmkd_hf.data.device_augmentation`). Every model of the step (student and online teachers) reads the
+        clips made here."""
+        return apply_device_augmentation(super()._prepare_inputs(inputs))
+
+    def floating_point_ops(self, inputs: dict[str, Any]) -> int:
+        """The Trainer's estimate, on the clip sizes the model will see (a deferred batch has no frames yet)."""
+        shapes = deferred_shapes(inputs)
+        if shapes:
+            placeholders = {key: torch.empty(shape, device="meta") for key, shape in shapes.items()}
+            inputs = {**{k: v for k, v in inputs.items() if k != DEFERRED_KEY}, **placeholders}
+        return super().floating_point_ops(inputs)
 
     def _unwrapped_config(self, model: nn.Module):
         return self.accelerator.unwrap_model(model).config

@@ -1,4 +1,4 @@
-"""Evaluation: official metrics, calibration, multi-view reduction, exports and compute profiles.
+"""Evaluation: official metrics, calibration, multi-view reduction, views versus latency, exports and compute profiles.
 
 The metrics also exist as offline ``evaluate`` modules; load one with its file path::
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .calibration import calibration_metrics, fit_temperature, temperature_scaling_report
+from .calibration import calibration_metrics, fit_temperature, negative_log_likelihood, temperature_scaling_report
 from .metrics import (
     distillation_diagnostics,
     epic_action_recognition_metrics,
@@ -20,6 +20,7 @@ from .metrics import (
 )
 from .multiview import fold_views, reduce_views, unfold_views
 from .run import evaluate_model
+from .views import dataset_with_views, evaluate_views_grid, measure_latency, views_report
 
 _MODULE_DIR = Path(__file__).resolve().parent / "metric_modules"
 
@@ -39,14 +40,19 @@ __all__ = [
     "METRIC_MODULES",
     "TOP_K_ACCURACY",
     "calibration_metrics",
+    "dataset_with_views",
     "distillation_diagnostics",
     "epic_action_recognition_metrics",
     "evaluate_model",
+    "evaluate_views_grid",
     "fit_temperature",
     "fold_views",
+    "measure_latency",
+    "negative_log_likelihood",
     "reduce_views",
     "something_something_metrics",
     "temperature_scaling_report",
     "top_k_accuracy",
     "unfold_views",
+    "views_report",
 ]

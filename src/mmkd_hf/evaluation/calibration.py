@@ -28,6 +28,7 @@ __all__ = [
     "apply_temperature",
     "calibration_metrics",
     "fit_temperature",
+    "negative_log_likelihood",
     "plot_reliability_diagram",
     "reliability_bins",
     "scores_to_probabilities",
@@ -66,6 +67,24 @@ def reliability_bins(confidences: Any, correct: Any, num_bins: int = DEFAULT_NUM
     return {"lower": lower, "upper": upper, "count": count, "mean_confidence": mean_confidence, "accuracy": accuracy}
 
 
+def negative_log_likelihood(scores: Any, labels: Any, *, scores_are: str = "logits", num_classes: int | None = None) -> float:
+    """Mean negative log-likelihood of the true class in nats (natural log): ``-mean_i log p_i[y_i]``.
+
+    ``scores`` are ``[N, C]`` logits (log-softmax, computed stably) or probabilities (``scores_are="probs"``; a
+    zero probability of the true class counts as ``-log(1e-300)``, not infinity); ``labels`` are ``[N]`` class ids.
+    """
+    array = validate_scores(scores, num_classes=num_classes)
+    labels = validate_labels(labels, array.shape[0], array.shape[1])
+    rows = np.arange(array.shape[0])
+    if scores_are == "logits":
+        shifted = array - array.max(axis=1, keepdims=True)
+        log_probs = shifted[rows, labels] - np.log(np.exp(shifted).sum(axis=1))
+    else:
+        probs = scores_to_probabilities(array, scores_are, num_classes)
+        log_probs = np.log(np.clip(probs[rows, labels], 1e-300, None))
+    return float(-log_probs.mean())
+
+
 def calibration_metrics(
     scores: Any, labels: Any, *, scores_are: str = "logits", num_bins: int = DEFAULT_NUM_BINS, num_classes: int | None = None
 ) -> dict[str, float]:
@@ -80,8 +99,7 @@ def calibration_metrics(
     gaps = np.abs(bins["mean_confidence"][filled] - bins["accuracy"][filled])
     ece = float((gaps * bins["count"][filled] / n).sum())
     mce = float(gaps.max()) if gaps.size else 0.0
-    true_probs = probs[np.arange(n), labels]
-    nll = float(-np.log(np.clip(true_probs, 1e-300, None)).mean())
+    nll = negative_log_likelihood(scores if scores_are == "logits" else probs, labels, scores_are=scores_are)
     one_hot = np.zeros_like(probs)
     one_hot[np.arange(n), labels] = 1.0
     brier = float(((probs - one_hot) ** 2).sum(axis=1).mean())

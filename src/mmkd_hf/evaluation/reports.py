@@ -8,7 +8,13 @@ from typing import Any
 
 from mmkd_hf.utils import atomic_write_text, save_figure
 
-__all__ = ["metrics_markdown", "plot_views_vs_accuracy", "views_table_markdown", "write_views_report"]
+__all__ = [
+    "metrics_markdown",
+    "plot_views_vs_accuracy",
+    "views_latency_markdown",
+    "views_table_markdown",
+    "write_views_report",
+]
 
 
 def _fmt(value: Any, digits: int = 2) -> str:
@@ -50,6 +56,44 @@ def views_table_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
         cells += [_fmt(row.get("latency_ms_per_video"), 1), _fmt(row.get("latency_ms_per_view"), 1)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n\nAccuracies and ECE (15 bins) in %; latency is model forward time only.\n"
+
+
+def views_latency_markdown(reports: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
+    """One Markdown table of accuracy, ECE, NLL and latency per model and views setting.
+
+    Args:
+        reports: ``{model name: rows}``, rows as :func:`mmkd_hf.evaluation.views.views_report` returns them
+            (``clips``, ``crops``, ``views``, ``heads: {head: {"top1", "ece", "nll"}}``, optional
+            ``action: {"top1"}``, ``latency_s``, ``threads``, ``device``).
+    """
+    rows = [(name, row) for name, model_rows in reports.items() for row in model_rows]
+    if not rows:
+        return "(no views evaluated)\n"
+    heads = list(dict.fromkeys(head for _, row in rows for head in row.get("heads", {})))
+    has_action = any(row.get("action") for _, row in rows)
+    columns = ["model", "views (clips×crops)"] + (["action top-1"] if has_action else [])
+    for head in heads:
+        columns += [f"{head} top-1", f"{head} ECE", f"{head} NLL"]
+    columns += ["latency / video (ms)", "latency / view (ms)"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for name, row in rows:
+        cells = [str(name), f"{row['views']} ({row['clips']}×{row['crops']})"]
+        if has_action:
+            cells.append(_fmt((row.get("action") or {}).get("top1")))
+        for head in heads:
+            metrics = row.get("heads", {}).get(head, {})
+            cells += [_fmt(metrics.get("top1")), _fmt(metrics.get("ece")), _fmt(metrics.get("nll"), 3)]
+        latency = row.get("latency_s")
+        cells += [_fmt(None if latency is None else 1000.0 * latency, 1),
+                  _fmt(None if latency is None else 1000.0 * latency / max(int(row["views"]), 1), 1)]
+        lines.append("| " + " | ".join(cells) + " |")
+    settings = sorted({(str(row.get("device", "?")), row.get("threads"), row.get("latency_runs")) for _, row in rows},
+                      key=str)
+    where = "; ".join(f"{device}, {threads} torch thread(s), median of {runs} runs" for device, threads, runs in settings)
+    return "\n".join(lines) + (
+        "\n\nAccuracies and ECE (15 bins) in %, NLL in nats. Latency: one model forward on a batch of 1 video with "
+        f"that many views, after a warm-up ({where}); decoding and preprocessing excluded.\n"
+    )
 
 
 def plot_views_vs_accuracy(rows: Sequence[Mapping[str, Any]], path: str | Path, title: str | None = None) -> Path:

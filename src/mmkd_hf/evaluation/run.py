@@ -1,13 +1,12 @@
-"""``mmkd-hf evaluate``: multi-view evaluation with the official metrics, calibration and exports.
+"""Multi-view evaluation with the official metrics, calibration and exports (the Python API of ``mmkd-hf evaluate``).
 
 Python API::
 
     from mmkd_hf.evaluation.run import evaluate_model
     result = evaluate_model(model, dataset, batch_size=8, output_dir="eval/")
 
-CLI::
-
-    mmkd-hf evaluate --model runs/x/student --dataset mini-kitchens --split validation --clips 4 --crops 3
+The command line lives in :mod:`mmkd_hf.evaluation.cli`; views versus accuracy and latency in
+:mod:`mmkd_hf.evaluation.views`.
 
 The model sees batches of the data pipeline (``mmkd_hf.data.load_dataset``). A model with
 ``config.input_key`` gets that key (``layout`` = every ``layout_*`` key); a model without one (the
@@ -19,43 +18,36 @@ dropped), metrics are computed and files written on the main process only.
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
-import sys
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from accelerate import PartialState
 from accelerate.utils import send_to_device
-from transformers import AutoModel
 
 from .. import models as _models  # noqa: F401  (registers the configs/models with the Auto classes)
-from ..data import MultimodalCollator, RunSettings, load_dataset
+from ..data import MultimodalCollator
 from ..models.ensemble.modeling_ensemble import model_input_key, select_model_inputs
-from ..utils import ForeignFolderError, atomic_write_text, check_output_folder, output_directory
+from ..utils import atomic_write_text
 
 from .calibration import apply_temperature, calibration_metrics, fit_temperature, plot_reliability_diagram
 from .exports import make_epic_submission, write_epic_results, write_epic_submission, write_metrics_json, write_predictions_parquet
 from .metrics import (
     EpicAnnotations,
     epic_action_recognition_metrics,
-    load_epic_annotations,
     per_head_distillation_diagnostics,
     top_k_accuracy,
 )
-from .multiview import num_views, reduce_views
-from .reports import metrics_markdown, write_views_report
+from .multiview import reduce_views
+from .reports import metrics_markdown
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Predictions", "evaluate_model", "evaluate_views_grid", "main", "model_inputs", "predict", "score_predictions"]
+__all__ = ["Predictions", "evaluate_model", "model_inputs", "model_modalities", "predict", "score_predictions"]
 
 _NON_INPUT_KEYS = {"labels", "segment_id", "teacher_logits", "_eval_index"}
 _MODALITY_OF_KEY = {"pixel_values": "rgb", "flow_values": "flow", "audio_values": "audio", "layout": "layout"}
@@ -489,164 +481,3 @@ def write_outputs(
     atomic_write_text(output_dir / "metrics.md", metrics_markdown(result))
     write_metrics_json(output_dir / "metrics.json", {**result, "files": files})
     return files
-
-
-def _summary_row(result: Mapping[str, Any], clips: int, crops: int) -> dict[str, Any]:
-    return {
-        "clips": clips,
-        "crops": crops,
-        "views": clips * crops,
-        "heads": {h: {k: m[k] for k in ("top1", "top5", "ece")} for h, m in result["heads"].items()},
-        "action": {k: result["action"][k] for k in ("top1", "top5")} if "action" in result else None,
-        "latency_ms_per_video": result["latency_ms_per_video"],
-        "latency_ms_per_view": result["latency_ms_per_view"],
-        "num_samples": result["num_samples"],
-    }
-
-
-def evaluate_views_grid(
-    model: torch.nn.Module,
-    make_dataset: Callable[[int, int], Any],
-    grid: Sequence[tuple[int, int]] = ((1, 1), (2, 1), (4, 1), (4, 3)),
-    *,
-    output_dir: str | Path | None = None,
-    title: str | None = None,
-    **kwargs: Any,
-) -> list[dict[str, Any]]:
-    """Evaluate ``model`` for each (clips, crops) of ``grid``; writes the views-vs-accuracy table/plot.
-
-    ``make_dataset(clips, crops)`` returns the dataset with that many views. Extra ``kwargs`` go to
-    :func:`evaluate_model` (no per-configuration files are written).
-    """
-
-    rows = []
-    for clips, crops in grid:
-        result = evaluate_model(model, make_dataset(clips, crops), clips, crops, desc=f"views {clips}x{crops}", **kwargs)
-        rows.append(_summary_row(result, clips, crops))
-    accelerator = kwargs.get("accelerator")
-    if output_dir is not None and (accelerator is None or accelerator.is_main_process):
-        write_views_report(rows, output_dir, title)
-        write_metrics_json(Path(output_dir) / "views_vs_accuracy.json", {"rows": rows})
-    return rows
-
-
-# -------------------------------------------------------------------------------------------- CLI
-def _parse_grid(text: str) -> list[tuple[int, int]]:
-    grid = []
-    for item in text.split(","):
-        item = item.strip().lower()
-        if not item:
-            continue
-        try:
-            clips, crops = (int(x) for x in item.split("x"))
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"views grid entries look like 4x3, got {item!r}") from None
-        grid.append((clips, crops))
-    return grid
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mmkd-hf evaluate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True, help="saved model folder or Hub id (AutoModel.from_pretrained)")
-    parser.add_argument("--dataset", default=None, help="dataset name of mmkd_hf.data.load_dataset (e.g. epic-kitchens-100); "
-                        "default: the run's, when --model lies in a run folder (its run_settings.json)")
-    parser.add_argument("--data-dir", default=None, help="dataset folder (default: the run's, like --dataset)")
-    parser.add_argument("--split", default="validation")
-    parser.add_argument("--clips", type=int, default=1, help="temporal clips per video (1-10)")
-    parser.add_argument("--crops", type=int, default=1, help="spatial crops per clip (1-3)")
-    parser.add_argument("--average", choices=["logits", "probs"], default="logits", help="view averaging")
-    parser.add_argument("--output-dir", default=None, help="default: <model folder>/eval-<split>-<K>x<C>; new, empty "
-                        "or an earlier output of mmkd-hf evaluate (replaced); any other non-empty folder is refused")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--num-workers", type=int, default=0)
-    parser.add_argument("--num-frames", type=int, default=None, help="frames per clip (default: the model's)")
-    parser.add_argument("--crop-size", type=int, default=None, help="crop size (default: the model's image_size)")
-    parser.add_argument("--max-samples", type=int, default=None, help="evaluate the first N videos only")
-    parser.add_argument("--annotations-dir", default=None, help="annotation files' folder when not inside --data-dir "
-                        "(EPIC: a clone of epic-kitchens-100-annotations, also read for the tail/unseen lists; "
-                        "default: the run's)")
-    parser.add_argument("--temperature-split", default=None, help="fit temperature scaling on this split")
-    parser.add_argument("--temperature-holdout", type=float, default=None, help="fit T on this fraction of the evaluated split")
-    parser.add_argument("--teacher", default=None, help="teacher/ensemble model for agreement and KL diagnostics")
-    parser.add_argument("--views-grid", default="1x1,2x1,4x1,4x3", help="views-vs-accuracy grid ('' to skip)")
-    parser.add_argument("--sls-pt", type=int, default=2, choices=range(6), help="EPIC submission: pre-training supervision level")
-    parser.add_argument("--sls-tl", type=int, default=3, choices=range(6), help="EPIC submission: training-label supervision level")
-    parser.add_argument("--sls-td", type=int, default=4, choices=range(6), help="EPIC submission: training-data supervision level")
-    parser.add_argument("--seed", type=int, default=0)
-    return parser
-
-
-def apply_run_settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> argparse.Namespace:
-    """``--dataset`` / ``--data-dir`` default to the run's settings when ``--model`` lies in a run folder."""
-    settings = None
-    if Path(args.model).is_dir():
-        try:
-            settings = RunSettings.from_run_dir(args.model)
-        except (FileNotFoundError, ValueError):
-            settings = None
-    if settings is not None and args.dataset in (None, settings.dataset):
-        args.dataset = settings.dataset
-        args.data_dir = args.data_dir or settings.data_dir
-        args.annotations_dir = args.annotations_dir or settings.load_kwargs.get("annotations_dir")
-    if args.dataset is None:
-        parser.error(f"--dataset is required: {args.model} is not inside a run folder with run_settings.json")
-    return args
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = apply_run_settings(parser.parse_args(argv), parser)
-    num_views(args.clips, args.crops)
-    output_dir = Path(args.output_dir) if args.output_dir else (
-        (Path(args.model) if Path(args.model).is_dir() else Path("eval")) / f"eval-{args.split}-{args.clips}x{args.crops}")
-    try:
-        check_output_folder(output_dir, "evaluate")
-    except ForeignFolderError as error:
-        print(f"mmkd-hf evaluate: error: {error}", file=sys.stderr)
-        return 2
-    model = AutoModel.from_pretrained(args.model)
-    teacher = AutoModel.from_pretrained(args.teacher) if args.teacher else None
-    modalities = sorted(set(model_modalities(model)) | set(model_modalities(teacher) if teacher is not None else []))
-    config = model.config
-    num_frames = args.num_frames or getattr(config, "num_frames", None) or 16
-    crop_size = args.crop_size or getattr(config, "image_size", None) or 224
-
-    def make_dataset(clips: int, crops: int, split: str = args.split):
-        dataset = load_dataset(args.dataset, data_dir=args.data_dir, split=split, modalities=modalities, train=False,
-                               num_frames=num_frames, num_clips=clips, num_crops=crops, crop_size=crop_size, seed=args.seed,
-                               frames_dtype="uint8",  # the models divide by 255; a 3x3-view clip stays 4x smaller
-                               annotations_dir=args.annotations_dir)
-        if args.max_samples is not None and args.max_samples < len(dataset):
-            dataset = torch.utils.data.Subset(dataset, range(args.max_samples))
-        return dataset
-
-    epic = args.dataset in ("epic-kitchens-100", "mini-kitchens")
-    annotations = load_epic_annotations(args.annotations_dir, args.split) if args.annotations_dir and epic else None
-    common = dict(batch_size=args.batch_size, num_workers=args.num_workers, average=args.average, seed=args.seed)
-    # written into a temporary sibling that replaces output_dir at the end (an interrupted run leaves the earlier
-    # outputs); the file paths recorded in metrics.json name output_dir
-    writer = PartialState().is_main_process  # the other processes of `accelerate launch` write nothing
-    with output_directory(output_dir, "evaluate") if writer else nullcontext(None) as staging:
-        result = evaluate_model(
-            model, make_dataset(args.clips, args.crops), args.clips, args.crops, output_dir=staging, epic_annotations=annotations,
-            temperature_dataset=make_dataset(args.clips, args.crops, args.temperature_split) if args.temperature_split else None,
-            temperature_holdout=args.temperature_holdout, teacher=teacher,
-            submission_levels={"sls_pt": args.sls_pt, "sls_tl": args.sls_tl, "sls_td": args.sls_td},
-            progress=True, **common,
-        )
-        grid = _parse_grid(args.views_grid) if args.views_grid else []
-        if grid:
-            evaluate_views_grid(model, make_dataset, grid, output_dir=staging if writer else None, title=f"{args.model} on {args.dataset}/{args.split}",
-                                epic_annotations=annotations, **common)
-        metrics_file = staging / "metrics.json" if writer else None
-        if metrics_file is not None and metrics_file.is_file():
-            metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
-            metrics["files"] = {key: str(output_dir / Path(path).name) for key, path in metrics.get("files", {}).items()}
-            write_metrics_json(metrics_file, metrics)
-    print((output_dir / "metrics.md").read_text() if (output_dir / "metrics.md").exists() else result)
-    print(f"outputs in {output_dir}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -28,6 +28,7 @@ from ..data.configs import FRAMES_DTYPES
 from ..distillation.arguments import DistillationArguments
 from ..distillation.presets import DEFAULT_PRESET_BY_DATASET, PRESETS, ModelPreset, get_preset
 from ..models.convert_backbone import BackboneCheckpointError, check_backbone_source
+from ..synthetic.narration_noise import parse_narration_noise
 from ..utils import check_number
 
 DATASETS = ("mini-kitchens", "epic-kitchens-100", "something-something-v2", "something-else")
@@ -45,6 +46,7 @@ OPERATIONAL_FIELDS = frozenset(
     {
         "config",
         "data_dir",
+        "hub_dataset",
         "annotations_dir",
         "output_dir",
         "run_name",
@@ -52,7 +54,10 @@ OPERATIONAL_FIELDS = frozenset(
         "resume",
         "overwrite",
         "stop_after_steps",
+        "parallel_units",
+        "units",
         "num_workers",
+        "augment_on_device",
         "logging_steps",
         "report_to",
         "save_steps",
@@ -67,10 +72,15 @@ RENAMED_OPTIONS = {"weighting": "weighting_scheme"}
 #: Options added after the first release, with the default they were introduced with: they enter the run identity
 #: only when set to another value, so run folders made before them keep their identity.
 LATER_OPTIONS = {"frames_dtype": "uint8", "init_from": None, "skip_bad_samples": False, "mixed_precision": "no",
-                 "gradient_checkpointing": False}
+                 "gradient_checkpointing": False, "narration_noise": "0", "teacher_mode": "online"}
 #: Values of ``--mixed_precision`` (``accelerate launch --mixed_precision`` sets its default).
 MIXED_PRECISIONS = ("no", "bf16")
 DEFAULT_MINI_KITCHENS_DIR = Path(".cache") / "mini-kitchens"
+#: the trained units of a run (``--units``)
+KNOWN_UNITS = ("teacher-rgb", "teacher-flow", "teacher-audio", "teacher-layout", "ensemble", "student",
+               "baseline-rgb", "omnivore")
+#: ``--narration_noise`` of the main job: the generator's default rates (verb and noun pairs)
+NARRATION_NOISE_DEFAULT = "0.3"
 
 
 def _help(text: str) -> dict[str, str]:
@@ -140,10 +150,22 @@ class RunArguments:
     logging_steps: int = field(default=10, metadata=_help("Log the losses every N optimizer steps."))
     report_to: str = field(default="tensorboard", metadata=_help("Trainer loggers (comma-separated, or 'none')."))
     save_steps: int = field(
-        default=0, metadata=_help("Trainer checkpoint every N steps (0: at the end of every epoch); --resume uses them.")
+        default=0, metadata=_help("Trainer checkpoint every N steps (0: at the end of every epoch, or 24 times in all "
+                                  "for a unit trained longer than 24 epochs); --resume uses them.")
     )
     save_total_limit: int = field(default=2, metadata=_help("Trainer checkpoints kept per unit."))
     write_model_cards: bool = field(default=True, metadata=_help("Write a Hub model card (README.md) into each model folder."))
+    parallel_units: int = field(
+        default=0,
+        metadata=_help("Units trained at once, each in its own process with cores/N threads, in the order their "
+                       "dependencies allow (logs in <run>/logs/). 0 (auto): 2 on a CPU-only machine with 2 or more "
+                       "cores and one process, else 1. What a unit computes does not depend on it."),
+    )
+    units: Optional[str] = field(
+        default=None,
+        metadata=_help("Train only these units (comma-separated, e.g. teacher-rgb,baseline-rgb); their dependencies "
+                       "must be done. --parallel_units runs each unit this way."),
+    )
     stop_after_steps: int = field(
         default=0, metadata={"help": argparse.SUPPRESS}  # simulates a crash after N optimizer steps (tests of --resume)
     )
@@ -173,9 +195,19 @@ class RunArguments:
         check_number("seed", self.seed, low=0, high=2**32 - 1, integer=True)
         check_number("logging_steps", self.logging_steps, low=1, integer=True)
         check_number("save_steps", self.save_steps, low=0, integer=True)
+        check_number("parallel_units", self.parallel_units, low=0, integer=True)
+        if self.units is not None:
+            unknown = [u for u in self.unit_list if u not in KNOWN_UNITS]
+            if unknown:
+                raise ValueError(f"units: unknown {unknown}; expected some of {list(KNOWN_UNITS)}")
         check_number("save_total_limit", self.save_total_limit, low=1, integer=True)
         check_number("stop_after_steps", self.stop_after_steps, low=0, integer=True)
         _next_post_init(self, RunArguments)
+
+    @property
+    def unit_list(self) -> tuple[str, ...]:
+        """``--units`` as a tuple (empty: every unit of the stage)."""
+        return tuple(u.strip() for u in str(self.units or "").split(",") if u.strip())
 
 
 @dataclass
@@ -201,6 +233,13 @@ class DataArguments:
                        "clone of github.com/epic-kitchens/epic-kitchens-100-annotations; default: looked for in "
                        "--data_dir, --data_dir/annotations and --data_dir/epic-kitchens-100-annotations)."),
     )
+    hub_dataset: Optional[str] = field(
+        default=None,
+        metadata=_help("Train on a dataset written by `mmkd-hf export-dataset` instead of --data_dir: its Hub repo id "
+                       "(<owner>/<name>[@<revision>]) or its local folder (--data_dir <exported folder> does the same). "
+                       "The items equal those of the folder it was exported from. Not part of the run's identity; "
+                       "the export's fingerprint is."),
+    )
     num_frames: Optional[int] = field(default=None, metadata=_help("Frames per clip (default: the preset's)."))
     image_size: Optional[int] = field(default=None, metadata=_help("Frame side after cropping (default: the preset's)."))
     frame_sampler: Optional[str] = field(
@@ -218,6 +257,21 @@ class DataArguments:
         metadata={"help": "Type of the decoded RGB/flow frames: uint8 (0-255 bytes, a quarter of the bytes to move; "
                           "the models divide by 255 on their device) or float32 (in [0, 1]).",
                   "choices": sorted(FRAMES_DTYPES)},
+    )
+    augment_on_device: str = field(
+        default="auto",
+        metadata={"help": "Where the training clips are resized and colour-jittered: 'on' = on the accelerator, on "
+                          "the whole batch before the forward pass (the loader only decodes and cuts the source "
+                          "box); 'off' = in the DataLoader items; 'auto' = on with CUDA, off otherwise. Same random "
+                          "parameters and the same pixels either way (at most 1/255 apart), so not part of the "
+                          "run's identity.", "choices": ["auto", "on", "off"]},
+    )
+    narration_noise: str = field(
+        default=NARRATION_NOISE_DEFAULT,
+        metadata=_help("mini-kitchens: probability that a training narration names the other verb of its pair "
+                       "(take/put, ...) and, after a comma (default: the same), the other noun of its pair "
+                       "(plate/bowl, ...), as EPIC-KITCHENS narrations sometimes do; the validation narrations stay "
+                       "exact. 0 gives exact labels (in .cache/mini-kitchens-noise0 unless --data_dir is given)."),
     )
     mini_kitchens_scale: str = field(
         default="default",
@@ -250,6 +304,11 @@ class DataArguments:
         check_number("num_workers", self.num_workers, low=0, integer=True)
         if self.frames_dtype not in FRAMES_DTYPES:
             raise ValueError(f"frames_dtype: expected one of {sorted(FRAMES_DTYPES)}, given {self.frames_dtype!r}")
+        if self.augment_on_device not in ("auto", "on", "off"):
+            raise ValueError(f"augment_on_device: expected auto, on or off, given {self.augment_on_device!r}")
+        verb_noise, noun_noise = parse_narration_noise(self.narration_noise)
+        # one spelling per setting, so "0.3", "0.30" and "0.3,0.3" are the same run
+        self.narration_noise = f"{verb_noise:g}" if verb_noise == noun_noise else f"{verb_noise:g},{noun_noise:g}"
         if self.mini_kitchens_scale not in ("default", "tiny"):
             raise ValueError(f"mini_kitchens_scale: expected 'default' or 'tiny', given {self.mini_kitchens_scale!r}")
         _next_post_init(self, DataArguments)
@@ -270,7 +329,9 @@ class ScheduleArguments:
     layout_learning_rate: Optional[float] = field(
         default=None, metadata=_help("Peak learning rate of the STLT layout teacher (default: --teacher-learning-rate).")
     )
-    student_epochs: float = field(default=12.0, metadata=_help("Training epochs of the student (and of both baselines)."))
+    student_epochs: float = field(default=144.0, metadata=_help(
+        "Training epochs of the student (and of both baselines). mini-kitchens: the student must fit its training "
+        "clips for soft targets to pay; with 12 neither it nor baseline-rgb does (docs/training.md)."))
     student_batch_size: int = field(default=16, metadata=_help("Per-process batch size of the student and baselines."))
     student_learning_rate: float = field(default=1e-3, metadata=_help("Peak AdamW learning rate of the student/baselines."))
     baseline_epochs: Optional[float] = field(
@@ -320,10 +381,20 @@ class EnsembleArguments:
         metadata=_help("Temperature-scale the ensemble per head on the held-out split (after the weights), so its "
                        "targets carry calibrated confidence before the distillation temperature softens them."),
     )
+    teacher_mode: str = field(
+        default="cached",
+        metadata={"help": "How the student gets the ensemble's targets. cached: the ensemble runs once over the "
+                          "un-augmented training clips (<run>/teacher-logits/) and a distillation step costs about a "
+                          "supervised one. online: the ensemble runs every step on the student's augmented clip "
+                          "(consistent views; about 2x the step on the tiny preset, every modality decoded).",
+                  "choices": ["cached", "online"]},
+    )
 
     def __post_init__(self) -> None:
         check_number("held_out_fraction", self.held_out_fraction, low=0, high=1, low_inclusive=False,
                      high_inclusive=False)
+        if self.teacher_mode not in ("cached", "online"):
+            raise ValueError(f"teacher_mode: expected cached or online, given {self.teacher_mode!r}")
         _next_post_init(self, EnsembleArguments)
 
 
@@ -411,6 +482,8 @@ class PipelineConfig(DistillationArguments, EnsembleArguments, ScheduleArguments
             return Path(self.data_dir)
         if self.dataset == "mini-kitchens":
             suffix = "" if self.mini_kitchens_scale == "default" else f"-{self.mini_kitchens_scale}"
+            if self.narration_noise != NARRATION_NOISE_DEFAULT:  # another generation: its own folder
+                suffix += f"-noise{self.narration_noise.replace(',', '-')}"
             return DEFAULT_MINI_KITCHENS_DIR.with_name(DEFAULT_MINI_KITCHENS_DIR.name + suffix)
         raise ValueError(f"--data-dir is required for {self.dataset} (see docs/training.md for the expected layout)")
 

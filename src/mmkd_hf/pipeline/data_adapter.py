@@ -18,7 +18,9 @@ import torch
 
 from ..data import AudioConfig, MultimodalCollator, RunSettings, load_dataset
 from ..data.errors import DataFormatError
+from ..data.hub_dataset import ExportedDatasetError, exported_fingerprint, exported_source, hub_dataset_source
 from ..synthetic import MINI_KITCHENS_SCALES, ensure_mini_kitchens
+from ..synthetic.narration_noise import parse_narration_noise
 from .arguments import PipelineConfig
 from .run_folder import SKIP_LOG_FILE
 from .runtime import is_main, isolated_rng
@@ -147,7 +149,7 @@ class PipelineData:
 
     def __init__(self, config: PipelineConfig):
         self.config = config
-        self.data_dir = config.resolved_data_dir
+        self.data_dir = data_source(config)
         self.settings = RunSettings(dataset=config.dataset, data_dir=str(self.data_dir),
                                     load_kwargs=dataset_load_kwargs(config))
         self._cache: dict[tuple, Any] = {}
@@ -230,21 +232,50 @@ class PipelineData:
         return ids[:limit] if limit is not None else ids
 
 
+def data_source(config: PipelineConfig) -> str:
+    """Where the run reads its data: ``hf://datasets/<owner>/<name>`` or the folder of ``--hub_dataset``, else the
+    ``--data_dir`` folder (which may itself be a folder written by ``mmkd-hf export-dataset``)."""
+    if getattr(config, "hub_dataset", None):
+        return str(hub_dataset_source(config.hub_dataset))
+    return str(config.resolved_data_dir)
+
+
+def _check_exported(config: PipelineConfig) -> bool:
+    """Whether the run reads an exported dataset (nothing to prepare); its card is checked here, so a folder or repo
+    that is not one is a one-line error before anything else."""
+    if not getattr(config, "hub_dataset", None):
+        return exported_source(config.resolved_data_dir) is not None
+    if config.data_dir:
+        raise ExportedDatasetError(config.hub_dataset, f"give either --hub_dataset or --data_dir ({config.data_dir}), "
+                                                       "not both")
+    source = hub_dataset_source(config.hub_dataset)
+    if source.folder is not None and not source.folder.is_dir():
+        raise ExportedDatasetError(source.folder, "not a folder: --hub_dataset takes a Hub repo id or the folder "
+                                                  "written by mmkd-hf export-dataset")
+    exported_fingerprint(source)  # raises unless its card is an export's
+    return True
+
+
 def prepare_dataset(config: PipelineConfig) -> None:
     """Generate the embedded mini-kitchens dataset when it is missing (the real datasets must exist)."""
+    if _check_exported(config):  # a dataset written by `mmkd-hf export-dataset`: read as it is, never generated
+        return
     root = config.resolved_data_dir
     if config.dataset != "mini-kitchens":
         if not root.exists():
             raise FileNotFoundError(f"--data-dir {root} does not exist (dataset {config.dataset})")
         return
     # never replaces a folder it did not generate, nor a generation made with other settings (one-line error)
-    ensure_mini_kitchens(root, seed=0, replace_other_settings=False, **MINI_KITCHENS_SCALES[config.mini_kitchens_scale])
+    verb_noise, noun_noise = parse_narration_noise(config.narration_noise)
+    ensure_mini_kitchens(root, seed=0, replace_other_settings=False, narration_verb_noise=verb_noise,
+                         narration_noun_noise=noun_noise, **MINI_KITCHENS_SCALES[config.mini_kitchens_scale])
 
 
 __all__ = [
     "EpochSeededDataset",
     "MINI_KITCHENS_SCALES",
     "PipelineData",
+    "data_source",
     "dataset_load_kwargs",
     "find_transforms",
     "heads_from_features",

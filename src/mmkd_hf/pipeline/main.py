@@ -12,7 +12,7 @@ from ..data.errors import DataFormatError, SampleDecodeError
 from ..distillation.trainer import NonFiniteLossError
 from ..utils import ForeignFolderError
 from .arguments import PipelineConfig, parse_config
-from .data_adapter import PipelineData, prepare_dataset
+from .data_adapter import PipelineData, data_source, prepare_dataset
 from .run_folder import (
     SKIP_LOG_FILE,
     RunConflictError,
@@ -22,7 +22,8 @@ from .run_folder import (
     load_or_make_held_out_split,
 )
 from .runtime import SimulatedInterruption, StepBudget, banner, barrier, configure_cpu_processes, info, process_state
-from .stages import Runner
+from .lanes import STAGE_UNITS, UnitFailedError, resolved_lanes, run_units
+from .stages import MissingUnitsError, Runner
 
 RESUME_EXIT_CODE = 75  # EX_TEMPFAIL: the run stopped early on purpose (--stop-after-steps) and can be resumed
 #: The stages each ``--stage`` runs, in order.
@@ -57,10 +58,11 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
         prepare_dataset(config)
     # the data joins the run's identity by its content, not its path: a finished run pointed at other data
     # refuses before anything is reused or rewritten (a run recorded without a fingerprint accepts and records it)
-    fingerprint = data_fingerprint(config.dataset, config.resolved_data_dir, config.annotations_dir)
-    folder.check_data(fingerprint, config.resolved_data_dir)
+    fingerprint = data_fingerprint(config.dataset, data_source(config), config.annotations_dir)
+    folder.check_data(fingerprint, data_source(config))
     barrier()
-    if state.is_main_process:
+    if state.is_main_process and not (config.unit_list and folder.config_file.exists()):
+        # (a process of --parallel_units leaves the run's config.json as the command that started it wrote it)
         folder.path.mkdir(parents=True, exist_ok=True)
         folder.write_identity(config, fingerprint)
     barrier()
@@ -76,8 +78,17 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
     runner = Runner(config=config, folder=folder, data=data,
                     stop_budget=StepBudget(config.stop_after_steps) if config.stop_after_steps else None)
     stages = STAGE_PLAN[config.stage]
-    if any(s in stages for s in ("teachers", "weights")):
+    units = config.unit_list
+    if units or any(s in stages for s in ("teachers", "weights")):
         runner.held_out = load_or_make_held_out_split(folder, config, data.train_ids())
+    if units:  # one unit (or a few) of the run, e.g. a process started by --parallel_units
+        for unit in units:
+            run_unit(runner, unit)
+        return {}
+    lanes = resolved_lanes(config)
+    if lanes > 1 and state.num_processes == 1 and len(STAGE_UNITS[config.stage]) > 1:
+        run_units(config, folder, STAGE_UNITS[config.stage], lanes)
+        stages = tuple(s for s in stages if s == "evaluate")
     results: dict[str, Any] = {}
     for stage in stages:
         if stage == "teachers":
@@ -96,6 +107,22 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
         info(f"results: {folder.path / 'results.json'} and {folder.path / 'results.md'}")
         print((folder.path / "results.md").read_text(encoding="utf-8"), flush=True)
     return results
+
+
+def run_unit(runner: Runner, unit: str) -> None:
+    """Train one unit of the run (``--units``); the units it depends on must be done."""
+    if unit.startswith("teacher-"):
+        runner.run_teacher(unit.split("-", 1)[1])
+    elif unit == "ensemble":
+        runner.run_ensemble()
+    elif unit == "student":
+        runner.run_student()
+    elif unit == "baseline-rgb":
+        runner.run_baseline_rgb()
+    elif unit == "omnivore":
+        runner.run_omnivore()
+    else:
+        raise ValueError(f"units: unknown unit {unit!r}")
 
 
 def data_error_message(exc: BaseException, config: PipelineConfig) -> str | None:
@@ -126,12 +153,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SimulatedInterruption as exc:
         print(f"train.py: {exc}; continue with --resume", file=sys.stderr)
         return RESUME_EXIT_CODE
-    except (RunConflictError, ForeignFolderError) as exc:
+    except (RunConflictError, ForeignFolderError, MissingUnitsError) as exc:
         print(f"train.py: error: {exc}", file=sys.stderr)
         return 2
     except NonFiniteLossError as exc:
         print(f"train.py: error: {exc}", file=sys.stderr)
         return 1
+    except UnitFailedError as exc:
+        print(f"train.py: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     except FileNotFoundError as exc:  # a dataset folder or file named by the options is missing
         print(f"train.py: error: {exc}", file=sys.stderr)
         return 2
@@ -150,4 +180,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["RESUME_EXIT_CODE", "STAGE_PLAN", "main", "run_pipeline"]
+__all__ = ["RESUME_EXIT_CODE", "STAGE_PLAN", "main", "run_pipeline", "run_unit"]

@@ -18,8 +18,8 @@ from .runtime import process_state
 
 def evaluate(model: nn.Module, dataset, collator, config: PipelineConfig, unit: str,
              output_dir: Path | None) -> dict[str, Any]:
-    """Validation metrics of one model (``mmkd_hf.evaluation.run.evaluate_model``): per head top-1/top-5 and ECE
-    (15 bins), EPIC action accuracy for verb+noun heads; gathered across processes with ``gather_for_metrics``."""
+    """Validation metrics of one model (``mmkd_hf.evaluation.run.evaluate_model``): per head top-1/top-5, ECE
+    (15 bins) and NLL, EPIC action accuracy for verb+noun heads; gathered across processes with ``gather_for_metrics``."""
     result = evaluate_model(model, dataset, collator=collator, batch_size=config.eval_batch_size,
                             num_workers=config.num_workers, desc=f"evaluate {unit}", num_bins=15,
                             output_dir=output_dir, progress=True)
@@ -78,7 +78,7 @@ def results_markdown(payload: Mapping[str, Any], heads: Sequence[str]) -> str:
              f"{run['num_processes']} process(es) · config {run['config_hash'][:12]}", ""]
     head_cols = []
     for head in heads:
-        head_cols += [f"{head} top-1", f"{head} top-5", f"{head} ECE"]
+        head_cols += [f"{head} top-1", f"{head} top-5", f"{head} ECE", f"{head} NLL"]
     has_action = any(_metric(r, "action", "top1") is not None for r in payload["models"].values())
     cols = ["model", "inputs"] + (["action top-1"] if has_action else []) + head_cols
     lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -88,9 +88,9 @@ def results_markdown(payload: Mapping[str, Any], heads: Sequence[str]) -> str:
             row.append(_format(_metric(result, "action", "top1")))
         for head in heads:
             row += [_format(_metric(result, head, "top1")), _format(_metric(result, head, "top5")),
-                    _format(_metric(result, head, "ece"))]
+                    _format(_metric(result, head, "ece")), _format(_metric(result, head, "nll"), 3)]
         lines.append("| " + " | ".join(row) + " |")
-    lines += ["", "Accuracies and ECE (15 bins) in %, on the validation split.", "", "## Wall time per unit (s)", "",
+    lines += ["", "Accuracies and ECE (15 bins) in %, NLL in nats, on the validation split.", "", "## Wall time per unit (s)", "",
               "| unit | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in payload["timings_s"].items()]
     skipped = payload.get("skipped_samples")
@@ -107,8 +107,8 @@ def _metric(result: Mapping[str, Any], head: str, name: str):
     return value
 
 
-def _format(value) -> str:
-    return "–" if value is None else f"{float(value):.2f}"
+def _format(value, digits: int = 2) -> str:
+    return "–" if value is None else f"{float(value):.{digits}f}"
 
 
 __all__ = ["evaluate", "results_markdown", "skip_summary", "write_results"]

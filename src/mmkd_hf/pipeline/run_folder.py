@@ -29,9 +29,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import get_last_checkpoint, sort_checkpoints
 
+from ..data.hub_dataset import exported_fingerprint, exported_source
 from ..data.registry import DATASETS as DATASET_SPECS
 from ..distillation.weighting import check_held_out_split, make_held_out_split, save_held_out_split
 from ..synthetic import generation_request, read_marker
@@ -76,7 +78,12 @@ def data_fingerprint(dataset: str, data_dir: str | os.PathLike, annotations_dir:
     """What identifies the data a run trains and evaluates on, independent of where it lies (a moved dataset keeps
     its fingerprint): the content of its annotation files (the builder's ``annotation_files``: labels, splits,
     class lists) and, for a mini-kitchens generation, its seed, settings and format (its ``.complete`` marker).
-    Returns ``{"sha256": ..., "description": ...}``."""
+    Returns ``{"sha256": ..., "description": ...}``. A dataset written by ``mmkd-hf export-dataset`` (its folder or
+    ``hf://datasets/<repo>``) is identified by its card (the shards' digests), the same for the folder and its Hub
+    copy."""
+    exported = exported_source(data_dir)
+    if exported is not None:
+        return exported_fingerprint(exported)
     root = Path(data_dir)
     spec = DATASET_SPECS[dataset]
     module = importlib.import_module(f"mmkd_hf.data.builders.{spec.module}")
@@ -236,9 +243,11 @@ class RunFolder:
         return json.loads(self.timings_file.read_text(encoding="utf-8"))
 
     def add_timing(self, unit: str, seconds: float) -> None:
-        timings = self.read_timings()
-        timings[unit] = round(timings.get(unit, 0.0) + float(seconds), 3)
-        atomic_write_json(self.timings_file, timings)
+        # units trained side by side (--parallel_units) finish in separate processes: one writer at a time
+        with FileLock(str(self.timings_file) + ".lock"):
+            timings = self.read_timings()
+            timings[unit] = round(timings.get(unit, 0.0) + float(seconds), 3)
+            atomic_write_json(self.timings_file, timings)
 
 
 #: Weight files one of which a complete Trainer checkpoint holds (safetensors or torch, single or sharded).

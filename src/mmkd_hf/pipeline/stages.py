@@ -20,14 +20,16 @@ from accelerate import Accelerator
 from torch import nn
 from transformers import AutoModel
 
+from ..data.device_augmentation import augmentation_on_device
 from ..distillation.arguments import DistillationTrainingArguments, SupervisedTrainingArguments
+from ..distillation.cache import precompute_teacher_logits, with_cached_logits
 from ..distillation.ensemble_fitting import collect_held_out_logits, fit_calibration, fit_full_dataset_weights
 from ..distillation.trainer import DistillationTrainer, NonFiniteLossError, SupervisedTrainer
 from ..hub.cards import write_model_card
 from ..models import MultimodalTeacherEnsemble, VideoSwinVideoProcessor
 from ..utils import atomic_directory
 from .arguments import DATASET_TEACHERS, TEACHER_MODALITIES, PipelineConfig
-from .data_adapter import EpochSeededDataset, PipelineData
+from .data_adapter import EpochSeededDataset, PipelineData, find_transforms
 from .model_builders import build_student, build_teacher
 from .omnivore import OMNIVORE_MODALITIES, OmnivoreDataset
 from .results import evaluate, write_results
@@ -48,8 +50,16 @@ from .runtime import (
 )
 
 BASELINES = ("baseline-rgb", "omnivore")
+#: folder of the run that holds the ensemble's cached logits on the training clips (``--teacher_mode cached``)
+TEACHER_LOGITS_DIR = "teacher-logits"
+#: Units trained longer than this many epochs checkpoint this many times in all instead of at every epoch end.
+MAX_EPOCH_CHECKPOINTS = 24
 #: Offsets of the seed per unit: the student and both baselines share theirs (same init and data order).
 STUDENT_SEED_OFFSET = 10
+
+
+class MissingUnitsError(RuntimeError):
+    """A stage or unit needs units that are not done; the message says which and what to run first."""
 
 
 def model_modalities(unit: str, config: PipelineConfig) -> tuple[str, ...]:
@@ -92,6 +102,8 @@ class Runner:
         report_to = [] if cfg.report_to in ("", "none") else [r.strip() for r in cfg.report_to.split(",") if r.strip()]
         if cfg.save_steps > 0:
             save_kwargs: dict[str, Any] = {"save_strategy": "steps", "save_steps": cfg.save_steps}
+        elif epochs > MAX_EPOCH_CHECKPOINTS:  # a long schedule: a checkpoint every 1/24 of the unit, not every epoch
+            save_kwargs = {"save_strategy": "steps", "save_steps": 1.0 / MAX_EPOCH_CHECKPOINTS}
         else:
             save_kwargs = {"save_strategy": "epoch"}
         # on a GPU: batches leave pinned memory with non_blocking copies (accelerate's DataLoader wrapper)
@@ -132,13 +144,14 @@ class Runner:
             **extra,
         )
 
-    def distillation_training_arguments(self, unit: str) -> DistillationTrainingArguments:
+    def distillation_training_arguments(self, unit: str, **mode: Any) -> DistillationTrainingArguments:
         """The student's Trainer arguments: the schedule, plus the run's distillation recipe as parsed (one object,
-        :class:`~mmkd_hf.distillation.arguments.DistillationArguments`, copied whole), teachers run online."""
+        :class:`~mmkd_hf.distillation.arguments.DistillationArguments`, copied whole) and ``mode`` (how the
+        teachers' targets arrive: ``teacher_mode`` and, when cached, ``cached_logits_path``)."""
         cfg = self.config
         return self.training_arguments(unit, cfg.student_epochs, cfg.student_batch_size, cfg.student_learning_rate,
                                        STUDENT_SEED_OFFSET, DistillationTrainingArguments,
-                                       teacher_mode="online", **dataclasses.asdict(cfg.distillation))
+                                       **(mode or {"teacher_mode": "online"}), **dataclasses.asdict(cfg.distillation))
 
     def resume_checkpoint(self, unit: str) -> str | None:
         """Last Trainer checkpoint of ``unit`` with ``--resume``; without it, leftovers of an interrupted unit are an
@@ -164,13 +177,26 @@ class Runner:
         if self.config.gradient_checkpointing and getattr(bare, "supports_gradient_checkpointing", False):
             bare.activation_checkpointing_enable()  # the Video Swin units (not the STLT layout teacher)
         deterministic_before = torch.are_deterministic_algorithms_enabled()
+        on_device = self.augments_on_device(train_dataset)
+        if on_device:
+            info(f"{unit}: training clips resized and colour-jittered on the device (--augment_on_device "
+                 f"{self.config.augment_on_device})")
         try:
-            with environment(TENSORBOARD_LOGGING_DIR=str(self.folder.tensorboard_dir(unit))):
+            with environment(TENSORBOARD_LOGGING_DIR=str(self.folder.tensorboard_dir(unit))), \
+                    augmentation_on_device(find_transforms(train_dataset), on_device):
                 trainer = trainer_factory(model, args, seeded, self.data.collator(), callbacks)
                 trainer.train(resume_from_checkpoint=checkpoint)
         finally:  # full_determinism switches it on process-wide; leave the caller's setting as it was
             torch.use_deterministic_algorithms(deterministic_before)
         return trainer
+
+    def augments_on_device(self, train_dataset) -> bool:
+        """``--augment_on_device``: on, off, or auto (on with CUDA), for units that train on RGB or flow frames. Never
+        for the omnivore baseline, whose items map flow and audio to RGB frames in the loader."""
+        setting = self.config.augment_on_device
+        wanted = setting == "on" or (setting == "auto" and not cpu_only())
+        frames = any(m in ("rgb", "flow") for t in find_transforms(train_dataset) for m in t.config.modalities)
+        return wanted and frames and not isinstance(train_dataset, OmnivoreDataset)
 
     def save_model(self, unit: str, model: nn.Module, card_info: Mapping[str, Any] | None = None) -> None:
         """Save ``model`` into ``<run>/<unit>/`` atomically (main process), with a model card; a model with
@@ -280,23 +306,42 @@ class Runner:
         if self.done_earlier(unit):
             return
         self._require(["ensemble"], "distill")
-        banner("stage distill: RGB student <- teacher ensemble (online)")
-        started = time.time()
         cfg = self.config
+        banner(f"stage distill: RGB student <- teacher ensemble ({cfg.teacher_mode} targets)")
+        started = time.time()
+        ensemble = AutoModel.from_pretrained(self.folder.model_dir("ensemble"))
+        if cfg.teacher_mode == "cached":
+            cache_dir = self.cache_teacher_logits(ensemble)
+            train = with_cached_logits(self.data.dataset("train", ["rgb"], train=True), cache_dir)
+            teacher, mode = None, {"teacher_mode": "cached", "cached_logits_path": str(cache_dir)}
+        else:
+            modalities = sorted(set(cfg.teacher_list) | {"rgb"})
+            train = self.data.dataset("train", modalities, train=True)
+            teacher, mode = ensemble, {"teacher_mode": "online"}
         seed_everything(cfg.seed + STUDENT_SEED_OFFSET)
         student = build_student(cfg, self.data.heads, self.data.head_labels)
-        ensemble = AutoModel.from_pretrained(self.folder.model_dir("ensemble"))
-        modalities = sorted(set(cfg.teacher_list) | {"rgb"})
-        train = self.data.dataset("train", modalities, train=True)
 
         def distillation_trainer(model, args, dataset, collator, callbacks) -> DistillationTrainer:
-            return DistillationTrainer(model=model, teacher=ensemble, args=args, train_dataset=dataset,
+            return DistillationTrainer(model=model, teacher=teacher, args=args, train_dataset=dataset,
                                        data_collator=collator, callbacks=callbacks)
 
-        trainer = self.train_unit(unit, student, train, self.distillation_training_arguments(unit),
+        trainer = self.train_unit(unit, student, train, self.distillation_training_arguments(unit, **mode),
                                   seed_offset=STUDENT_SEED_OFFSET, trainer_factory=distillation_trainer)
-        self.save_model(unit, trainer.model, {"role": "student", "teachers": list(cfg.teacher_list)})
+        self.save_model(unit, trainer.model, {"role": "student", "teachers": list(cfg.teacher_list),
+                                              "teacher_mode": cfg.teacher_mode})
         self.finish(unit, started)
+
+    def cache_teacher_logits(self, ensemble: nn.Module) -> Path:
+        """The ensemble's logits on every training clip (un-augmented views), in ``<run>/teacher-logits/``
+        (:func:`~mmkd_hf.distillation.cache.precompute_teacher_logits`: resumable, shards split over processes)."""
+        cfg = self.config
+        cache_dir = self.folder.path / TEACHER_LOGITS_DIR
+        accelerator = Accelerator()
+        dataset = self.data.dataset("train", sorted(cfg.teacher_list), train=False)
+        precompute_teacher_logits(ensemble.to(accelerator.device), dataset, cache_dir, batch_size=cfg.eval_batch_size,
+                                  accelerator=accelerator, collate_fn=self.data.collator(), progress=is_main())
+        ensemble.cpu()
+        return cache_dir
 
     def run_baseline_rgb(self) -> None:
         unit = "baseline-rgb"
@@ -366,10 +411,10 @@ class Runner:
     def _require(self, units: Sequence[str], stage: str) -> None:
         missing = [u for u in units if not self.folder.is_done(u)]
         if missing:
-            raise RuntimeError(
+            raise MissingUnitsError(
                 f"stage {stage!r} needs {missing} from earlier stages, not found in {self.folder.path}; run them first "
                 f"(e.g. --stage all, or --stage teachers / weights)."
             )
 
 
-__all__ = ["BASELINES", "Runner", "model_modalities"]
+__all__ = ["BASELINES", "MissingUnitsError", "Runner", "model_modalities"]

@@ -11,7 +11,9 @@ import sys
 import time
 from typing import Any, Sequence
 
+from .narration_noise import parse_narration_noise
 from .report import run_report
+from .scene import MiniKitchensConfig
 from .something_something_v2 import export_ssv2
 from ..utils import ForeignFolderError
 from .writer import ensure_mini_kitchens, generate_mini_kitchens, generation_request, read_marker
@@ -35,8 +37,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="default: that of the generation already in --out, else the generator's default")
     ap.add_argument("--size", type=int, default=None,
                     help="frame height = width in pixels (default: that of the generation already in --out, else 64)")
+    ap.add_argument("--narration-noise", metavar="RATE[,NOUN_RATE]", default=None,
+                    help="probability that a training narration names the other verb of its pair and (second number, "
+                         "default the same) the other noun of its pair, as EPIC-KITCHENS narrations sometimes do; the "
+                         "validation narrations stay exact. 0 writes exact labels (default: that of the generation "
+                         f"already in --out, else {MiniKitchensConfig.narration_verb_noise:g})")
     args = ap.parse_args(list(argv) if argv is not None else None)
     overrides: dict[str, Any] = {}
+    if args.narration_noise is not None:
+        try:
+            verb_rate, noun_rate = parse_narration_noise(args.narration_noise)
+        except ValueError as error:
+            ap.error(f"--narration-noise: {error}")
+        overrides.update(narration_verb_noise=verb_rate, narration_noun_noise=noun_rate)
     if args.segments_per_video is not None:
         overrides["segments_per_video"] = args.segments_per_video
     if args.size is not None:
@@ -56,6 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     marker = read_marker(out) or {}
     print(f"mini-kitchens at {out}: {marker.get('segments')} segments over {marker.get('num_videos')} videos "
           f"(generated in {marker.get('generation_seconds')} s; this call {time.perf_counter() - started:.1f} s)")
+    confused = marker.get("training_narrations_confused") or {}
+    if confused:
+        print(f"training narrations naming the other verb / noun of their pair: {confused.get('verb')} / "
+              f"{confused.get('noun')} (validation exact)")
     if args.export_ssv2:
         export_ssv2(out, args.export_ssv2)
         print(f"SSv2/Something-Else export at {args.export_ssv2}")

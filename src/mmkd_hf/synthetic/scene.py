@@ -93,8 +93,15 @@ class MiniKitchensConfig:
     flow_bound: float = 4.0
     jpeg_quality: int = 90
     fps_cycle: tuple[float, ...] = (30.0, 25.0, 30.0, 50.0, 25.0)
+    #: probability that a *training* narration names the other verb / the other noun of its pair
+    #: (:mod:`mmkd_hf.synthetic.narration_noise`); the validation narrations are always exact
+    narration_verb_noise: float = 0.3
+    narration_noun_noise: float = 0.3
 
     def __post_init__(self) -> None:
+        for name in ("narration_verb_noise", "narration_noun_noise"):
+            if not 0.0 <= float(getattr(self, name)) <= 1.0:
+                raise ValueError(f"{name}: expected a probability in [0, 1], given {getattr(self, name)}")
         if self.min_segment_frames < 4 or self.max_segment_frames < self.min_segment_frames:
             raise ValueError(
                 f"segment frames: expected 4 <= min <= max, given min={self.min_segment_frames}, "

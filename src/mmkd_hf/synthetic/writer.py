@@ -52,6 +52,7 @@ from mmkd_hf.utils import ForeignFolderError, atomic_directory
 
 from .audio import video_audio, write_wav
 from .detections import write_detections
+from .narration_noise import confuse_pairs
 from .render import make_background, render_gap, render_segment
 from .scene import (
     HOLD_PREVIOUS,
@@ -276,12 +277,15 @@ def _write_dataset(root: Path, cfg: MiniKitchensConfig, seed: int, workers: int 
             "video_id": plan.video_id, "duration": f"{meta['num_frames'] / plan.fps:.6f}",
             "fps": f"{plan.fps:g}", "resolution": f"{cfg.width}x{cfg.height}",
         })
+    # class frequencies (tail classes) of the true actions; then the training narrations get their noise
+    verb_counts = np.bincount([r["verb_class"] for r in rows["train"]], minlength=len(VERBS))
+    noun_counts = np.bincount([r["noun_class"] for r in rows["train"]], minlength=len(NOUNS))
+    confused = confuse_pairs(rows["train"], {i: v[0] for i, v in enumerate(VERBS)}, cfg.narration_verb_noise, seed,
+                             {i: n[0] for i, n in enumerate(NOUNS)}, cfg.narration_noun_noise)
     _write_csv(root / "EPIC_100_train.csv", EPIC_ANNOTATION_COLUMNS, rows["train"])
     _write_csv(root / "EPIC_100_validation.csv", EPIC_ANNOTATION_COLUMNS, rows["validation"])
     _write_csv(root / "EPIC_100_test_timestamps.csv", EPIC_TEST_COLUMNS, rows["test"])
     _write_csv(root / "EPIC_100_video_info.csv", ("video_id", "duration", "fps", "resolution"), video_info)
-    verb_counts = np.bincount([r["verb_class"] for r in rows["train"]], minlength=len(VERBS))
-    noun_counts = np.bincount([r["noun_class"] for r in rows["train"]], minlength=len(NOUNS))
     _write_csv(root / "EPIC_100_verb_classes.csv", ("id", "key", "instances", "category"), [
         {"id": i, "key": v[0], "instances": str(list(v[1])), "category": v[2]} for i, v in enumerate(VERBS)
     ])
@@ -304,6 +308,7 @@ def _write_dataset(root: Path, cfg: MiniKitchensConfig, seed: int, workers: int 
         "segments": {k: len(v) for k, v in rows.items()},
         "participants": [p.pid for p in participants],
         "unseen_participants": unseen,
+        "training_narrations_confused": {"verb": confused[0], "noun": confused[1]},
     }
 
 
@@ -368,6 +373,7 @@ def generate_mini_kitchens(
 def describe_generation(seed: int, config: MiniKitchensConfig, format_version: Any = FORMAT_VERSION) -> str:
     """``seed 0, 32x32 frames, 6 segments per video, format 5``: what tells two generations apart, in words."""
     return (f"seed {seed}, {config.height}x{config.width} frames, {config.segments_per_video} segments per video, "
+            f"narration noise {config.narration_verb_noise:g}/{config.narration_noun_noise:g} (verb/noun), "
             f"format {format_version}")
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 #: format of the mini-kitchens generations this version reads (and ``mmkd_hf.synthetic`` writes); the generator
 #: bumps it whenever the generated content changes, so an older generation is recognised as stale.
-MINI_KITCHENS_FORMAT_VERSION = 5
+MINI_KITCHENS_FORMAT_VERSION = 6
 #: JSON marker written last into a mini-kitchens generation (seed, config, counts, format version)
 MINI_KITCHENS_MARKER = ".complete"
 
@@ -31,7 +31,13 @@ MINI_KITCHENS_CARD_INFO = {
         "CSVs, per-video fps, RGB frames, TV-L1-style optical flow computed with OpenCV, per-video audio and "
         "hand-object detections in the official protobuf format. Clips show a hand manipulating an object "
         "(verb = what the hand does, noun = object class) with egocentric nuisances, so that each modality "
-        "resolves a different subset of the clips."
+        "resolves a different subset of the clips. Like EPIC-KITCHENS-100's free-form narrations, the training "
+        "narrations are noisy by default: each names the other verb of its pair (take/put, push/pull, open/close, "
+        "shake/stir) with probability 0.3 and, drawn independently, the other noun of its pair (plate/bowl, "
+        "box/sponge, bottle/jar, board/tray, cheese/pizza) with probability 0.3, while the video, flow, audio and "
+        "boxes show the true action; the validation narrations are exact. The marker file `.complete` records the "
+        "rates (`narration_verb_noise`, `narration_noun_noise`) and how many narrations were changed; "
+        "`mmkd-hf make-mini-dataset --narration-noise 0` writes exact training narrations."
     ),
     "citation": (
         "@software{mmkd_hf,\n  title={mmkd-hf: multimodal distillation for egocentric action recognition "

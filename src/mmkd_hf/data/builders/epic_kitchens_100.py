@@ -452,13 +452,18 @@ class EpicKitchensReader(SampleReader):
         """Frames per second of the CSV's frame numbering (``frame_rate``; see estimate_frame_rates)."""
         return float(row.get("frame_rate") or row["fps"])
 
-    # ---- locating files
+    # ---- locating files (public: ``mmkd-hf export-dataset`` reads a row's sources through these)
     @staticmethod
     def _dirs(row: dict, kind: str) -> list[Path]:
         root, p, v = Path(row["data_root"]), row["participant_id"], row["video_id"]
         return [root / p / kind / v, root / kind / p / v]
 
-    def _rgb_store(self, row: dict) -> FrameStore:
+    def rgb_store(self, row: dict) -> FrameStore:
+        """The RGB frames of the row's video (frame folder, ``.tar`` or video file; cached per video).
+
+        Raises:
+            FileDecodeError: no frame folder, ``.tar`` or video file in any of the layout's places.
+        """
         key = ("rgb", row["data_root"], row["video_id"])
         if key not in self._stores:
             self._stores[key] = self._find_rgb(row)
@@ -480,7 +485,13 @@ class EpicKitchensReader(SampleReader):
         raise FileDecodeError(candidates[0], f"RGB frames not found (also tried {candidates[1]}, "
                                              f"{candidates[0]}.tar and {root / p / 'videos' / (v + '.MP4')})")
 
-    def _flow_stores(self, row: dict) -> tuple[FrameStore, FrameStore]:
+    def flow_stores(self, row: dict) -> tuple[FrameStore, FrameStore]:
+        """The ``(u, v)`` optical-flow frames of the row's video (flow frame numbering, half the RGB rate; see
+        :func:`~mmkd_hf.data.sampling.rgb_to_flow_index`); cached per video.
+
+        Raises:
+            FileDecodeError: no flow folder or ``.tar``.
+        """
         key = ("flow", row["data_root"], row["video_id"])
         if key not in self._stores:
             self._stores[key] = self._find_flow(row)
@@ -498,7 +509,13 @@ class EpicKitchensReader(SampleReader):
         raise FileDecodeError(candidates[0] / "u", f"optical flow frames not found (also tried {candidates[1]} "
                                                     f"and {candidates[0]}.tar)")
 
-    def _audio_path(self, row: dict) -> Path:
+    def audio_source(self, row: dict) -> Path:
+        """The file holding the row's audio (``.wav``, else the video file), as
+        :func:`~mmkd_hf.data.decoding.read_audio` reads it.
+
+        Raises:
+            FileDecodeError: none of the layout's audio files exists.
+        """
         root, p, v = Path(row["data_root"]), row["participant_id"], row["video_id"]
         candidates = [root / p / "videos" / f"{v}.wav", root / p / "audio" / f"{v}.wav", root / "audio" / p / f"{v}.wav",
                       root / p / "videos" / f"{v}.MP4", root / p / "videos" / f"{v}.mp4"]
@@ -554,7 +571,7 @@ class EpicKitchensReader(SampleReader):
         cheaply), else ``(last usable frame, 0 if none, reason)``."""
         try:
             if modality == "audio":
-                self._audio_path(row)
+                self.audio_source(row)
                 return None, ""
             if modality == "layout":
                 self._detections_path(row)
@@ -586,10 +603,10 @@ class EpicKitchensReader(SampleReader):
 
     # ---- modalities
     def read_rgb(self, row: dict, numbers: np.ndarray) -> torch.Tensor:
-        return self._rgb_store(row).read(numbers)
+        return self.rgb_store(row).read(numbers)
 
     def read_flow(self, row: dict, numbers: np.ndarray) -> torch.Tensor:
-        u_store, v_store = self._flow_stores(row)
+        u_store, v_store = self.flow_stores(row)
         n_flow = u_store.num_frames()
         if n_flow < 1:
             raise FileDecodeError(u_store.describe(1), "no optical flow frames")
@@ -611,7 +628,7 @@ class EpicKitchensReader(SampleReader):
                                     f"lies wholly past the end of video {row['video_id']} ({duration:.2f} s)")
 
     def read_audio_windows(self, row: dict, numbers: np.ndarray, config: AudioConfig) -> torch.Tensor:
-        path = self._audio_path(row)
+        path = self.audio_source(row)
         self._check_inside_video(row, path)
         return audio_windows_for_segment(str(path), self.fps(row), int(row["start_frame"]),
                                          int(row["stop_frame"]), numbers, config, segment_id=self.sample_id(row))
