@@ -35,6 +35,7 @@ def test_lanes_options_and_dependencies():
     assert dependencies("student", ("rgb",)) == ("ensemble",) and dependencies("omnivore", ("rgb",)) == ()
     assert resolved_lanes(parse_config(["--parallel_units", "3"])) == 3
     assert resolved_lanes(parse_config(["--parallel_units", "1"])) == 1
+    assert resolved_lanes(parse_config(["--max_steps", "5"])) == 1  # a short run: one process
     # operational: the same run whatever the number of lanes
     assert parse_config(["--parallel_units", "2"]).identity_hash() == parse_config([]).identity_hash()
     with pytest.raises(ValueError, match="units: unknown"):

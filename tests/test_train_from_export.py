@@ -94,9 +94,8 @@ def test_streaming_gives_the_same_items(source, exported):
         load_dataset("mini-kitchens", data_dir=str(source), streaming=True, **kwargs)
 
 
-@pytest.mark.slow
 def test_train_py_on_the_export_gives_the_results_of_the_folder(source, exported, tmp_path):
-    common = TINY + ["--output_dir", str(tmp_path), "--max_eval_samples", "8"]
+    common = TINY + ["--output_dir", str(tmp_path), "--max_eval_samples", "8", "--parallel_units", "1"]
     assert main(common + ["--data_dir", str(source), "--run_name", "folder"]) == 0
     assert main(common + ["--hub_dataset", str(exported), "--run_name", "export"]) == 0
     results = {name: json.loads((tmp_path / name / "results.json").read_text()) for name in ("folder", "export")}

@@ -159,7 +159,7 @@ class RunArguments:
         default=0,
         metadata=_help("Units trained at once, each in its own process with cores/N threads, in the order their "
                        "dependencies allow (logs in <run>/logs/). 0 (auto): 2 on a CPU-only machine with 2 or more "
-                       "cores and one process, else 1. What a unit computes does not depend on it."),
+                       "cores and one process (1 with --max_steps), else 1. What a unit computes does not depend on it."),
     )
     units: Optional[str] = field(
         default=None,

@@ -61,11 +61,15 @@ def dependencies(unit: str, teachers: Sequence[str]) -> tuple[str, ...]:
 
 def resolved_lanes(config: PipelineConfig) -> int:
     """How many units run at once: ``--parallel_units``, or with 0 (auto) 2 on a CPU-only machine with at least 2
-    cores and one process, else 1 (a GPU runs one unit at a time; DDP processes share every unit)."""
+    cores and one process, else 1 (a GPU runs one unit at a time; DDP processes share every unit). Auto also
+    gives 1 for a run cut short by ``--max_steps`` (debugging, tests): there starting a process per unit (a few
+    seconds each) costs more than it saves."""
     if process_state().num_processes > 1:
         return 1
     if config.parallel_units > 0:
         return int(config.parallel_units)
+    if config.max_steps > 0:
+        return 1
     return 2 if cpu_only() and (os.cpu_count() or 1) >= 2 else 1
 
 
