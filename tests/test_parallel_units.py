@@ -16,7 +16,7 @@ from mmkd_hf.pipeline.lanes import dependencies, resolved_lanes
 TINY = [
     "--preset", "test", "--mini_kitchens_scale", "tiny", "--teacher_batch_size", "4", "--student_batch_size", "4",
     "--eval_batch_size", "8", "--report_to", "none", "--write_model_cards", "false", "--max_steps", "2",
-    "--teachers", "rgb,flow",
+    "--teachers", "rgb,flow", "--baselines", "baseline-rgb,omnivore",
 ]
 UNITS = ["teacher-rgb", "teacher-flow", "ensemble", "student", "baseline-rgb", "omnivore"]
 
@@ -36,6 +36,10 @@ def test_lanes_options_and_dependencies():
     assert resolved_lanes(parse_config(["--parallel_units", "3"])) == 3
     assert resolved_lanes(parse_config(["--parallel_units", "1"])) == 1
     assert resolved_lanes(parse_config(["--max_steps", "5"])) == 1  # a short run: one process
+    assert parse_config([]).baseline_list == ("baseline-rgb",)  # the main job leaves omnivore out
+    assert parse_config(["--baselines", "omnivore,baseline-rgb"]).baseline_list == ("baseline-rgb", "omnivore")
+    with pytest.raises(ValueError, match="baselines: unknown"):
+        parse_config(["--baselines", "resnet"])
     # operational: the same run whatever the number of lanes
     assert parse_config(["--parallel_units", "2"]).identity_hash() == parse_config([]).identity_hash()
     with pytest.raises(ValueError, match="units: unknown"):

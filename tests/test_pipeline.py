@@ -31,6 +31,7 @@ from mmkd_hf.pipeline import (
 TINY = [
     "--preset", "test", "--mini_kitchens_scale", "tiny", "--teacher_batch_size", "4", "--student_batch_size", "4",
     "--eval_batch_size", "8", "--report_to", "none", "--write_model_cards", "false",
+    "--baselines", "baseline-rgb,omnivore",
 ]
 
 

@@ -56,6 +56,7 @@ OPERATIONAL_FIELDS = frozenset(
         "stop_after_steps",
         "parallel_units",
         "units",
+        "baselines",
         "num_workers",
         "augment_on_device",
         "logging_steps",
@@ -155,6 +156,13 @@ class RunArguments:
     )
     save_total_limit: int = field(default=2, metadata=_help("Trainer checkpoints kept per unit."))
     write_model_cards: bool = field(default=True, metadata=_help("Write a Hub model card (README.md) into each model folder."))
+    baselines: str = field(
+        default="baseline-rgb",
+        metadata=_help("Baselines to train beside the student (comma-separated): baseline-rgb (the student's "
+                       "network on labels) and/or omnivore (one network on RGB, flow and audio clips in turn). "
+                       "mini-kitchens: omnivore adds about 10 minutes on 2 CPU cores at the main job's schedule, "
+                       "so the main job leaves it out; the benchmarks and the real-dataset configs train both."),
+    )
     parallel_units: int = field(
         default=0,
         metadata=_help("Units trained at once, each in its own process with cores/N threads, in the order their "
@@ -196,6 +204,9 @@ class RunArguments:
         check_number("logging_steps", self.logging_steps, low=1, integer=True)
         check_number("save_steps", self.save_steps, low=0, integer=True)
         check_number("parallel_units", self.parallel_units, low=0, integer=True)
+        bad = [b for b in self.baseline_list if b not in ("baseline-rgb", "omnivore")]
+        if bad:
+            raise ValueError(f"baselines: unknown {bad}; expected baseline-rgb and/or omnivore, given {self.baselines!r}")
         if self.units is not None:
             unknown = [u for u in self.unit_list if u not in KNOWN_UNITS]
             if unknown:
@@ -203,6 +214,13 @@ class RunArguments:
         check_number("save_total_limit", self.save_total_limit, low=1, integer=True)
         check_number("stop_after_steps", self.stop_after_steps, low=0, integer=True)
         _next_post_init(self, RunArguments)
+
+    @property
+    def baseline_list(self) -> tuple[str, ...]:
+        """``--baselines`` as a tuple, in the order baseline-rgb, omnivore."""
+        given = {b.strip() for b in str(self.baselines or "").split(",") if b.strip()}
+        return tuple(b for b in ("baseline-rgb", "omnivore") if b in given) + tuple(
+            sorted(given - {"baseline-rgb", "omnivore"}))
 
     @property
     def unit_list(self) -> tuple[str, ...]:

@@ -89,7 +89,8 @@ def run_units(config: PipelineConfig, folder: RunFolder, units: Sequence[str], l
     """Train ``units`` (those not done yet), ``lanes`` at a time, each in a child process running this pipeline with
     ``--units <unit>``; raises :class:`UnitFailedError` after the running ones finish when one fails."""
     teachers = [f"teacher-{m}" for m in config.teacher_list]
-    wanted = [u for u in UNIT_PRIORITY if u in units and (not u.startswith("teacher-") or u in teachers)]
+    wanted = [u for u in UNIT_PRIORITY if u in units and (not u.startswith("teacher-") or u in teachers)
+              and (u not in ("baseline-rgb", "omnivore") or u in config.baseline_list)]
     todo = [u for u in wanted if not folder.is_done(u)]
     if not todo:
         return

@@ -99,8 +99,10 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
         elif stage == "distill":
             runner.run_student()
         elif stage == "baselines":
-            runner.run_baseline_rgb()
-            runner.run_omnivore()
+            if "baseline-rgb" in config.baseline_list:
+                runner.run_baseline_rgb()
+            if "omnivore" in config.baseline_list:
+                runner.run_omnivore()
         elif stage == "evaluate":
             results = runner.run_evaluate()
     if state.is_main_process and "evaluate" in stages:
