@@ -50,11 +50,12 @@ TARGET_GAIN = 3.0
 
 #: ``--regime``: the train.py options of each regime (the data folder follows from ``--narration_noise``)
 REGIMES: dict[str, list[str]] = {
-    # the main job's defaults: training narrations noisy in the verb and the noun (0.3 each, as EPIC-KITCHENS
-    # narrations can be), student and baselines 144 epochs, cached teacher logits
-    "default": [],
+    # the main job's defaults (training narrations noisy in the verb and the noun, 0.3 each, as EPIC-KITCHENS
+    # narrations can be; student and baselines 144 epochs; cached teacher logits), with the omnivore baseline too
+    "default": ["--baselines", "baseline-rgb,omnivore"],
     # the main job before narration noise: exact labels, student and baselines 12 epochs, online teachers
-    "exact-labels": ["--narration_noise", "0", "--student_epochs", "12", "--teacher_mode", "online"],
+    "exact-labels": ["--narration_noise", "0", "--student_epochs", "12", "--teacher_mode", "online",
+                     "--baselines", "baseline-rgb,omnivore"],
 }
 
 

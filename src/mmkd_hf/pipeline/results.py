@@ -90,9 +90,10 @@ def results_markdown(payload: Mapping[str, Any], heads: Sequence[str]) -> str:
             row += [_format(_metric(result, head, "top1")), _format(_metric(result, head, "top5")),
                     _format(_metric(result, head, "ece")), _format(_metric(result, head, "nll"), 3)]
         lines.append("| " + " | ".join(row) + " |")
-    lines += ["", "Accuracies and ECE (15 bins) in %, NLL in nats, on the validation split.", "", "## Wall time per unit (s)", "",
+    lines += ["", "Accuracies and ECE (15 bins) in %, NLL in nats, on the validation split.", "", "## Time per unit (s)", "",
               "| unit | seconds |", "|---|---|"]
-    lines += [f"| {k} | {v:.1f} |" for k, v in payload["timings_s"].items()]
+    lines += [f"| {'total (sum of the units; units trained side by side overlap)' if k == 'total' else k} | {v:.1f} |"
+              for k, v in payload["timings_s"].items()]
     skipped = payload.get("skipped_samples")
     if skipped is not None:
         lines += ["", f"Samples skipped (--skip_bad_samples): {skipped['count']} ({skipped['events']} time(s)); "

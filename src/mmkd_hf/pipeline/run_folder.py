@@ -244,7 +244,7 @@ class RunFolder:
 
     def add_timing(self, unit: str, seconds: float) -> None:
         # units trained side by side (--parallel_units) finish in separate processes: one writer at a time
-        with FileLock(str(self.timings_file) + ".lock"):
+        with FileLock(str(self.timings_file.with_name(f".{self.timings_file.name}.lock"))):
             timings = self.read_timings()
             timings[unit] = round(timings.get(unit, 0.0) + float(seconds), 3)
             atomic_write_json(self.timings_file, timings)
