@@ -226,3 +226,15 @@ def test_recording_or_detections_shorter_than_the_video_are_said(epic_copy, data
     assert audio["audio_values"].max() <= -99.0 and not layout["layout_mask"].any()
     assert "segment P01_01_2 (0.13-0.40 s) lies wholly past the end of the audio" in caplog.text
     assert "segment P01_01_2 (frames 5..12) lies wholly past the end of the detections" in caplog.text
+
+
+def test_verb_noun_labels_name_the_sample_and_column_of_an_out_of_range_class():
+    from mmkd_hf.data.builders.common import verb_noun_labels
+    from mmkd_hf.data.errors import SampleDecodeError
+
+    assert verb_noun_labels("P01_01_0", 2, 3, 8, 10) == {"verb": 2, "noun": 3, "action": 23}
+    assert verb_noun_labels("P01_01_0", -1, -1, 8, 10) == {}  # unlabelled (test split)
+    with pytest.raises(SampleDecodeError, match="P01_01_0.*verb_class 8 outside the 8 verb classes"):
+        verb_noun_labels("P01_01_0", 8, 0, 8, 10)
+    with pytest.raises(SampleDecodeError, match="noun 12 outside the 10 noun classes"):
+        verb_noun_labels("P01_01_0", 0, 12, 8, 10, fields=("verb", "noun"))

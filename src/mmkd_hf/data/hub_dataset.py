@@ -32,10 +32,11 @@ import pyarrow.parquet as pq
 import torch
 
 from .audio import log_mel_windows, warn_once
+from .builders.common import verb_noun_labels
 from .configs import AudioConfig, LayoutConfig
 from .decoding import FrameStore
 from .detections import CATEGORY_HAND
-from .errors import DataFormatError, FileDecodeError, SampleDecodeError
+from .errors import DataFormatError, FileDecodeError
 from .sampling import frame_to_seconds, rgb_to_flow_index
 from .transforms import SampleReader
 
@@ -475,15 +476,8 @@ class ExportedReader(SampleReader):
         return out
 
     def labels(self, row: dict) -> dict[str, int]:
-        verb, noun = int(row["verb"]), int(row["noun"])
-        if verb < 0 and noun < 0:
-            return {}
-        sid = self.sample_id(row)
-        if not 0 <= verb < self.num_verbs:
-            raise SampleDecodeError(sid, None, f"verb {verb} outside the {self.num_verbs} verb classes")
-        if not 0 <= noun < self.num_nouns:
-            raise SampleDecodeError(sid, None, f"noun {noun} outside the {self.num_nouns} noun classes")
-        return {"verb": verb, "noun": noun, "action": verb * self.num_nouns + noun}
+        return verb_noun_labels(self.sample_id(row), int(row["verb"]), int(row["noun"]), self.num_verbs,
+                                self.num_nouns, fields=("verb", "noun"))
 
 
 __all__ = [

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
-from ..errors import DataFormatError
+from ..errors import DataFormatError, SampleDecodeError
 
 #: Key of the surplus fields of a CSV row longer than its header.
 EXTRA_FIELDS = "__extra_fields__"
@@ -132,3 +132,17 @@ def files_fingerprint(paths: Iterable[Path | None], extra: str = "") -> str:
         st = os.stat(p)
         h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}".encode())
     return h.hexdigest()[:16]
+
+
+def verb_noun_labels(sample_id: str, verb: int, noun: int, num_verbs: int, num_nouns: int,
+                     fields: tuple[str, str] = ("verb_class", "noun_class")) -> dict[str, int]:
+    """EPIC-style labels ``{verb, noun, action = verb * num_nouns + noun}`` of one sample; ``{}`` when both are
+    negative (unlabelled, e.g. the test split). A class id outside its range raises :class:`SampleDecodeError`
+    naming the sample and ``fields`` (the columns the ids came from)."""
+    if verb < 0 and noun < 0:
+        return {}
+    if not 0 <= verb < num_verbs:
+        raise SampleDecodeError(sample_id, None, f"{fields[0]} {verb} outside the {num_verbs} verb classes")
+    if not 0 <= noun < num_nouns:
+        raise SampleDecodeError(sample_id, None, f"{fields[1]} {noun} outside the {num_nouns} noun classes")
+    return {"verb": verb, "noun": noun, "action": verb * num_nouns + noun}

@@ -65,7 +65,15 @@ from ..errors import DataFormatError, SampleDecodeError
 from ..sampling import rgb_to_flow_index
 from ..source_check import MissingSource
 from ..transforms import SampleReader
-from .common import LocalDataBuilderMixin, find_file, parse_float, parse_int, read_csv_rows, require_file
+from .common import (
+    LocalDataBuilderMixin,
+    find_file,
+    parse_float,
+    parse_int,
+    read_csv_rows,
+    require_file,
+    verb_noun_labels,
+)
 
 __all__ = ["EpicKitchens100", "EpicKitchensConfig", "EpicKitchensReader", "EpicLayout", "CARD_INFO",
            "annotation_files", "resolve_layout"]
@@ -649,12 +657,5 @@ class EpicKitchensReader(SampleReader):
         return out
 
     def labels(self, row: dict) -> dict[str, int]:
-        verb, noun = int(row["verb_class"]), int(row["noun_class"])
-        if verb < 0 and noun < 0:
-            return {}
-        sid = self.sample_id(row)
-        if not 0 <= verb < self.num_verbs:
-            raise SampleDecodeError(sid, None, f"verb_class {verb} outside the {self.num_verbs} verb classes")
-        if not 0 <= noun < self.num_nouns:
-            raise SampleDecodeError(sid, None, f"noun_class {noun} outside the {self.num_nouns} noun classes")
-        return {"verb": verb, "noun": noun, "action": verb * self.num_nouns + noun}
+        return verb_noun_labels(self.sample_id(row), int(row["verb_class"]), int(row["noun_class"]),
+                                self.num_verbs, self.num_nouns)
