@@ -2,14 +2,17 @@
 
 Measures, for one view (batch 1) in eval mode on this machine, in one run:
 
-* the latency per view of the student in float32 (the reference), in bfloat16, as a ``torch.export``-ed
-  program (float32), and through ONNX Runtime (float32; when ``onnx``, ``onnxscript`` and ``onnxruntime``
+* the latency per view of the student in float32 (the reference), in bfloat16 (also with window attention
+  through the fused ``scaled_dot_product_attention`` kernel instead of the chunked CPU path, for comparison),
+  as a ``torch.export``-ed program (float32), and through ONNX Runtime in float32 and with int8 linear layers
+  (``mmkd-hf export --quantize int8``; when ``onnx``, ``onnxscript`` and ``onnxruntime``
   are installed, e.g. ``pip install "mmkd-hf[onnx]"``), against torchvision's ``SwinTransformer3d`` of the
   same architecture in float32 (``swin3d_t`` for ``--preset swin-t``) as the peer; the variants are timed
   round-robin so that load changes hit all alike, and the ratio to the peer is the median of per-round ratios;
 * the fraction of this machine's matmul peak each variant reaches: the model's FLOPs
   (``mmkd_hf.evaluation.profile.count_call_flops``) over its latency, against a 2048 x 2048 matmul timed in
-  the same run (bfloat16 for the bfloat16 row, float32 for the others);
+  the same run (bfloat16 for the bfloat16 rows, int8 ``torch._int_mm`` for the int8 row, float32 for the
+  others);
 * the peak resident memory above the idle process during one forward (sampled every millisecond);
 * top-1 agreement, the largest logit difference, and the largest float32 top-1 margin (top-1 minus runner-up
   logit) among the decisions that changed, of every variant against float32 on the validation clips
@@ -46,8 +49,9 @@ from transformers import AutoModel
 import mmkd_hf  # noqa: F401  (registers the models)
 from mmkd_hf.data import RunSettings
 from mmkd_hf.evaluation.profile import count_call_flops
-from mmkd_hf.models.export import ONNX_MODULES, LogitsTuple, onnx_available
+from mmkd_hf.models.export import ONNX_MODULES, LogitsTuple, onnx_available, quantize_onnx_int8
 from mmkd_hf.models.multi_head_video_pipeline import cpu_has_fast_bfloat16
+from mmkd_hf.models.video_swin import window_attention
 from mmkd_hf.models.video_swin.configuration_video_swin import VideoSwinConfig
 from mmkd_hf.models.video_swin.modeling_video_swin import VideoSwinForVideoClassification
 from mmkd_hf.utils import atomic_write_json
@@ -63,13 +67,30 @@ PRESETS = {
 }
 
 def matmul_peak_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
-    """GFLOP/s of the best of ``repeats`` ``size x size`` matmuls in ``dtype``."""
-    a = torch.randn(size, size).to(dtype)
-    b = torch.randn(size, size).to(dtype)
+    """GFLOP/s (GOP/s for int8: ``torch._int_mm``, int32 sums) of the best of ``repeats`` square matmuls."""
+    if dtype == torch.int8:
+        a = torch.randint(-127, 128, (size, size), dtype=dtype)
+        b = torch.randint(-127, 128, (size, size), dtype=dtype)
+        multiply = torch._int_mm
+    else:
+        a = torch.randn(size, size).to(dtype)
+        b = torch.randn(size, size).to(dtype)
+        multiply = torch.mm
     with torch.inference_mode():
-        torch.mm(a, b)
-        best = min(_seconds(lambda: torch.mm(a, b)) for _ in range(repeats))
+        multiply(a, b)
+        best = min(_seconds(lambda: multiply(a, b)) for _ in range(repeats))
     return 2 * size**3 / best / 1e9
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux), else the platform's processor string."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _seconds(call) -> float:
@@ -108,6 +129,23 @@ def peak_memory_mib(call) -> float | None:
     return round(max(peak[0], _rss_bytes()) - baseline) / 2**20
 
 
+FUSED = "fused SDPA"
+INT8 = "ONNX Runtime int8 (dynamic, per-channel)"
+
+
+def with_fused_attention(module: torch.nn.Module):
+    """``module`` run with window attention through ``scaled_dot_product_attention`` (the CPU path before chunking)."""
+
+    def call(clip: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        window_attention.CHUNKED_CPU_ATTENTION = False
+        try:
+            return module(clip)
+        finally:
+            window_attention.CHUNKED_CPU_ATTENTION = True
+
+    return call
+
+
 def build_variants(model: VideoSwinForVideoClassification, example: torch.Tensor, with_onnx: bool,
                    workdir: Path, threads: int) -> tuple[dict, dict]:
     """``{name: callable(clip) -> tuple of logits}`` for every variant, and notes on the ones left out."""
@@ -116,7 +154,8 @@ def build_variants(model: VideoSwinForVideoClassification, example: torch.Tensor
     bf16 = LogitsTuple(VideoSwinForVideoClassification(model.config).eval()).eval()
     bf16.model.load_state_dict(model.state_dict())
     bf16.model.to(torch.bfloat16)
-    variants = {"float32": wrapped, "bfloat16": bf16}
+    variants = {"float32": wrapped, "bfloat16": bf16,
+                f"bfloat16, {FUSED} attention": with_fused_attention(bf16)}
     notes = {}
     exported = torch.export.export(wrapped, (example,)).module()
     variants["torch.export (float32)"] = exported
@@ -137,8 +176,18 @@ def build_variants(model: VideoSwinForVideoClassification, example: torch.Tensor
             return tuple(torch.from_numpy(output) for output in outputs)
 
         variants["ONNX Runtime (float32)"] = run_onnx
+        quantized = workdir / "student-int8.onnx"
+        quantize_onnx_int8(path, quantized)
+        int8_session = onnxruntime.InferenceSession(str(quantized), options, providers=["CPUExecutionProvider"])
+
+        def run_onnx_int8(clip: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            outputs = int8_session.run(None, {"pixel_values": clip.numpy()})
+            return tuple(torch.from_numpy(output) for output in outputs)
+
+        variants[INT8] = run_onnx_int8
     elif with_onnx:
-        notes["ONNX Runtime (float32)"] = f"skipped: install {', '.join(ONNX_MODULES)} (the `onnx` extra)"
+        for name in ("ONNX Runtime (float32)", INT8):
+            notes[name] = f"skipped: install {', '.join(ONNX_MODULES)} (the `onnx` extra)"
     return variants, notes
 
 
@@ -236,7 +285,8 @@ def measure(args) -> dict:
 
         gflops = count_call_flops(lambda: student(clip)) / 1e9
         peer_gflops = count_call_flops(lambda: peer(peer_clip)) / 1e9
-        peaks = {"float32": matmul_peak_gflops(torch.float32), "bfloat16": matmul_peak_gflops(torch.bfloat16)}
+        peaks = {"float32": matmul_peak_gflops(torch.float32), "bfloat16": matmul_peak_gflops(torch.bfloat16),
+                 "int8": matmul_peak_gflops(torch.int8)}
 
         trained, clips, source = agreement_clips(args)
         # Exported graphs take clips of the example's dtype: uint8 for a run's clips, float32 for random ones.
@@ -251,7 +301,7 @@ def measure(args) -> dict:
     for name, seconds in timings.items():
         median = statistics.median(seconds)
         flops = peer_gflops if name == peer_name else gflops
-        peak = peaks["bfloat16" if name == "bfloat16" else "float32"]
+        peak = peaks["bfloat16" if name.startswith("bfloat16") else "int8" if name == INT8 else "float32"]
         rows.append({
             "variant": name,
             "latency_s_per_view": round(median, 4),
@@ -275,6 +325,8 @@ def measure(args) -> dict:
             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
             "cpu_count": os.cpu_count(),
             "cpu": platform.processor() or platform.machine(),
+            "cpu_model": cpu_model(),
+            "cpu_has_amx": bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()),
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "cpu_has_fast_bfloat16": cpu_has_fast_bfloat16(),
             "warmup": args.warmup,
@@ -327,7 +379,8 @@ def main(argv: list[str] | None = None) -> dict:
     for name, note in result["not_measured"].items():
         print(f"\n{name}: {note}")
     peaks = result["matmul_peak_gflop_s"]
-    print(f"\nmatmul peak (2048²): float32 {peaks['float32']:.0f} GFLOP/s, bfloat16 {peaks['bfloat16']:.0f} GFLOP/s")
+    print(f"\nmatmul peak (2048²): float32 {peaks['float32']:.0f} GFLOP/s, bfloat16 {peaks['bfloat16']:.0f} GFLOP/s, "
+          f"int8 {peaks['int8']:.0f} GOP/s")
     print(f"agreement: {result['agreement_source']}")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.output, {**result, "table": table})

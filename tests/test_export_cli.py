@@ -88,6 +88,31 @@ def test_onnx_round_trip_matches_eager_with_dynamic_batch_and_views(student, tmp
         assert (torch.from_numpy(noun) - expected["noun"]).abs().max() <= 1e-4
 
 
+@pytest.mark.skipif(not onnx_available(), reason="onnx, onnxscript and onnxruntime are not installed (the onnx extra)")
+def test_int8_onnx_keeps_the_metadata_and_stays_close_to_float32(student, tmp_path, capsys):
+    import onnx
+    import onnxruntime
+
+    out = tmp_path / "student-int8.onnx"
+    assert cli_main(["export", "--model", str(student), "--format", "onnx", "--quantize", "int8",
+                     "--out", str(out)]) == 0
+    assert "onnx, int8" in capsys.readouterr().out
+    metadata = read_onnx_metadata(out)
+    check_metadata(metadata, "float32")
+    assert metadata["quantization"] == "int8"
+    graph_ops = {node.op_type for node in onnx.load(str(out)).graph.node}
+    assert "DynamicQuantizeLinear" in graph_ops or "MatMulInteger" in graph_ops, sorted(graph_ops)
+    assert [path.name for path in tmp_path.iterdir()] == ["student-int8.onnx"]  # no float32 copy left behind
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    x = clips(8, 2, seed=5)
+    expected = eager_logits(student, x)
+    verb, noun = session.run(["logits_verb", "logits_noun"], {"pixel_values": x.numpy()})
+    for got, head in ((verb, "verb"), (noun, "noun")):
+        want = expected[head]
+        error = (torch.from_numpy(got) - want).abs().max()
+        assert 0 < error <= 0.1 * want.abs().max() + 0.05, (head, float(error))  # quantized, and close
+
+
 def test_existing_file_is_refused_unless_forced(student, tmp_path, capsys):
     out = tmp_path / "student.pt2"
     out.write_text("someone else's file")
@@ -115,6 +140,8 @@ def test_one_line_errors(student, tmp_path, capsys, monkeypatch):
                                                      str(tmp_path / "b.pt2"))
     assert "not a model folder" in error_of("--model", str(tmp_path / "missing"), "--format", "pt2", "--out",
                                             str(tmp_path / "c.pt2"))
+    assert "needs --format onnx" in error_of("--model", str(student), "--format", "pt2", "--quantize", "int8",
+                                             "--out", str(tmp_path / "e.pt2"))
     monkeypatch.setattr(export_module, "onnx_available", lambda: False)
     message = error_of("--model", str(student), "--format", "onnx", "--out", str(tmp_path / "d.onnx"))
     assert 'pip install "mmkd-hf[onnx]"' in message

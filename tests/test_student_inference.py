@@ -91,6 +91,37 @@ def test_attention_masks_are_cached_in_the_compute_dtype_and_follow_the_weights(
     assert attention._mask_cache is None
 
 
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float32, 1e-5), (torch.bfloat16, 0.1)])
+@pytest.mark.parametrize("num_heads", [(1, 1, 2, 2), (3, 3, 6, 6)])
+def test_cpu_inference_attention_matches_the_fused_kernel(dtype, tolerance, num_heads):
+    """Eager CPU inference takes the chunked window attention; autograd (training) keeps SDPA. Same logits."""
+    from mmkd_hf.models.video_swin import window_attention
+
+    torch.manual_seed(0)
+    config = VideoSwinConfig(**{**TINY, "embed_dim": 12 if num_heads[0] == 3 else 16, "num_heads": num_heads})
+    model = VideoSwinForVideoClassification(config).eval().to(dtype)
+    x = clips(3)  # a batch: the shifted-window mask repeats per clip
+    calls = []
+    original = window_attention.chunked_window_attention
+
+    def counting(*args, **kwargs):
+        calls.append(args[0].shape)
+        return original(*args, **kwargs)
+
+    window_attention.chunked_window_attention = counting
+    try:
+        with torch.no_grad():
+            fast = model(pixel_values=x).logits
+        assert len(calls) == sum(config.depths)
+        calls.clear()
+        reference = model(pixel_values=x).logits  # autograd on: scaled_dot_product_attention
+        assert not calls
+    finally:
+        window_attention.chunked_window_attention = original
+    for head in fast:
+        assert (fast[head].float() - reference[head].float()).abs().max() <= tolerance, head
+
+
 def test_torch_export_matches_eager():
     wrapped = LogitsTuple(tiny_student()).eval()
     x = clips(1)
@@ -161,8 +192,11 @@ def test_benchmark_runs_at_tiny_size(tmp_path):
     variants = {row["variant"]: row for row in result["rows"]}
     assert {"float32", "bfloat16", "torch.export (float32)", "torchvision SwinTransformer3d (float32)"} <= set(variants)
     assert ("ONNX Runtime (float32)" in variants) == HAS_ONNX
+    assert (benchmark.INT8 in variants) == HAS_ONNX
+    assert f"bfloat16, {benchmark.FUSED} attention" in variants  # the kernel the chunked CPU attention replaces
     assert variants["torch.export (float32)"]["max_abs_logit_diff"] <= 1e-4
     assert variants["bfloat16"]["decisions"] == 6  # 3 clips x 2 heads
     assert all(row["latency_s_per_view"] > 0 and len(row["latency_all_s"]) == 2 for row in result["rows"])
     assert result["matmul_peak_gflop_s"]["bfloat16"] > 0 and "random" in result["agreement_source"]
+    assert result["matmul_peak_gflop_s"]["int8"] > 0 and result["settings"]["cpu_model"]
     assert result["table"].startswith("| variant |")

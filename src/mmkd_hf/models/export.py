@@ -26,8 +26,10 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import logging
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,8 @@ ONNX_METADATA_KEY = "mmkd_meta"
 PT2_METADATA_FILE = "mmkd_meta.json"
 INPUT_NAME = "pixel_values"
 INPUT_DTYPES = {"float32": torch.float32, "uint8": torch.uint8}
+#: ``--quantize`` choices (ONNX only).
+QUANTIZATIONS = ("int8",)
 ONNX_MODULES = ("onnx", "onnxscript", "onnxruntime")
 ONNX_INSTALL_HINT = 'pip install "mmkd-hf[onnx]"'
 #: Upper bounds of the dynamic axes (torch.export needs finite ranges to reason about them).
@@ -153,11 +157,42 @@ def _write_onnx(wrapped: LogitsTuple, example: torch.Tensor, path: Path, metadat
     )
     proto = program.model_proto
     onnx.helper.set_model_props(proto, {ONNX_METADATA_KEY: json.dumps(metadata)})
+    if metadata.get("quantization") == "int8":
+        with tempfile.TemporaryDirectory(dir=path.parent) as workdir:
+            float_path = Path(workdir) / "float32.onnx"
+            onnx.save_model(proto, str(float_path))
+            quantize_onnx_int8(float_path, path)
+        return
     onnx.save_model(proto, str(path))
 
 
+def quantize_onnx_int8(source: Path, out: Path) -> None:
+    """ONNX Runtime's dynamic int8 quantization of ``source`` into ``out``; the metadata is kept.
+
+    Weights of the matrix products (linear layers) become int8 per output channel, activations are quantized
+    per call; the attention products, normalisation and the rest stay float32. On CPUs with int8 dot products
+    (AVX512-VNNI, AVX-VNNI, Arm dot product) the linear layers run about twice as fast as float32.
+    """
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    logger = logging.getLogger()  # ONNX Runtime suggests its optional pre-processing on the root logger
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        quantize_dynamic(str(source), str(out), weight_type=QuantType.QInt8, per_channel=True)
+    finally:
+        logger.setLevel(level)
+    quantized = onnx.load(str(out))
+    kept = {prop.key: prop.value for prop in onnx.load(str(source), load_external_data=False).metadata_props}
+    if {prop.key for prop in quantized.metadata_props} != set(kept):
+        del quantized.metadata_props[:]
+        onnx.helper.set_model_props(quantized, kept)
+        onnx.save_model(quantized, str(out))
+
+
 def export_student(model_dir: str | os.PathLike, out: str | os.PathLike, format: str, *,
-                   input_dtype: str = "float32", force: bool = False) -> dict[str, Any]:
+                   input_dtype: str = "float32", quantize: str | None = None, force: bool = False) -> dict[str, Any]:
     """Exports the Video Swin classifier of ``model_dir`` to ``out``; returns the metadata written into it.
 
     Args:
@@ -165,6 +200,8 @@ def export_student(model_dir: str | os.PathLike, out: str | os.PathLike, format:
         out: The file to write (atomically).
         format: ``"onnx"`` or ``"pt2"``.
         input_dtype: ``"float32"`` (clips in 0-1) or ``"uint8"`` (0-255) as the exported input.
+        quantize: ``"int8"``: ONNX only, the linear layers' weights in int8 (:func:`quantize_onnx_int8`); None
+            keeps float32.
         force: Replace an existing ``out``.
 
     Raises:
@@ -175,6 +212,10 @@ def export_student(model_dir: str | os.PathLike, out: str | os.PathLike, format:
         raise ExportError(f"unknown format {format!r}; choose one of {sorted(FORMATS)}")
     if input_dtype not in INPUT_DTYPES:
         raise ExportError(f"unknown input dtype {input_dtype!r}; choose one of {sorted(INPUT_DTYPES)}")
+    if quantize not in (None, *QUANTIZATIONS):
+        raise ExportError(f"unknown quantization {quantize!r}; choose one of {sorted(QUANTIZATIONS)}")
+    if quantize is not None and format != "onnx":
+        raise ExportError(f"--quantize {quantize} needs --format onnx (ONNX Runtime quantizes the graph)")
     if format == "onnx" and not onnx_available():
         missing = [name for name in ONNX_MODULES if importlib.util.find_spec(name) is None] or list(ONNX_MODULES)
         raise ExportError(f"--format onnx needs {', '.join(missing)}: install the onnx extra, {ONNX_INSTALL_HINT}")
@@ -185,6 +226,8 @@ def export_student(model_dir: str | os.PathLike, out: str | os.PathLike, format:
         raise ExportError(f"{out} exists; nothing was written (pass --force to replace it)")
     model = load_classifier(model_dir)
     metadata = export_metadata(model.config, input_dtype)
+    if quantize is not None:
+        metadata["quantization"] = quantize
     wrapped = LogitsTuple(model).eval()
     example = example_input(model.config, input_dtype)
     writer = _write_onnx if format == "onnx" else _write_pt2
@@ -221,15 +264,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="the file to write (refused if it exists)")
     parser.add_argument("--input-dtype", default="float32", choices=sorted(INPUT_DTYPES),
                         help="dtype of the exported input: float32 clips in 0-1 (default) or uint8 in 0-255")
+    parser.add_argument("--quantize", default=None, choices=QUANTIZATIONS,
+                        help="onnx only: int8 weights for the linear layers (ONNX Runtime dynamic quantization; "
+                        "about 2x faster linear layers on CPUs with int8 dot products)")
     parser.add_argument("--force", action="store_true", help="replace an existing --out file")
     args = parser.parse_args(argv)
     try:
-        metadata = export_student(args.model, args.out, args.format, input_dtype=args.input_dtype, force=args.force)
+        metadata = export_student(args.model, args.out, args.format, input_dtype=args.input_dtype,
+                                  quantize=args.quantize, force=args.force)
     except (ExportError, OSError) as error:
         print(f"mmkd-hf export: {error}", file=sys.stderr)
         return 1
     outputs = ", ".join(metadata["outputs"].values())
-    print(f"wrote {args.out} ({args.format}): input {INPUT_NAME} {metadata['input_dtype']} "
+    kind = args.format if args.quantize is None else f"{args.format}, {args.quantize}"
+    print(f"wrote {args.out} ({kind}): input {INPUT_NAME} {metadata['input_dtype']} "
           f"[batch, views, {metadata['num_frames']}, {metadata['num_channels']}, {metadata['image_size']}, "
           f"{metadata['image_size']}], outputs {outputs}")
     return 0
@@ -244,6 +292,7 @@ __all__ = [
     "export_metadata",
     "export_student",
     "load_classifier",
+    "quantize_onnx_int8",
     "onnx_available",
     "read_onnx_metadata",
     "read_pt2_metadata",
