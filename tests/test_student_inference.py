@@ -72,6 +72,48 @@ def test_bfloat16_agrees_with_float32_on_random_clips():
     assert agree / total >= 0.95, agree / total
 
 
+def colour_task(count: int, seed: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Clips whose verb is the brightest colour channel and whose noun is the brightness drift over time."""
+    generator = torch.Generator().manual_seed(seed)
+    verb = torch.randint(0, 3, (count,), generator=generator)
+    noun = torch.randint(0, 3, (count,), generator=generator)
+    x = 0.35 + 0.1 * torch.rand(count, 8, 3, 64, 64, generator=generator)
+    x[torch.arange(count), :, verb] += 0.25
+    drift = (noun.float() - 1)[:, None] * torch.linspace(-0.25, 0.25, 8)[None]  # darker, flat or brighter
+    return (x + drift[:, :, None, None, None]).clamp(0, 1), {"verb": verb, "noun": noun}
+
+
+def test_bfloat16_keeps_the_decisions_of_a_trained_student():
+    """A student trained here (a learnable colour / brightness task) decides the same in bfloat16 as in float32."""
+    torch.manual_seed(0)
+    model = VideoSwinForVideoClassification(VideoSwinConfig(**{**TINY, "heads": {"verb": 3, "noun": 3}}))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    clips_train, labels_train = colour_task(384, seed=1)
+    model.train()
+    for _ in range(3):
+        for start in range(0, 384, 32):
+            logits = model(pixel_values=clips_train[start : start + 32]).logits
+            loss = sum(torch.nn.functional.cross_entropy(logits[h], labels_train[h][start : start + 32])
+                       for h in logits)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    model.eval()
+    clips_test, labels_test = colour_task(200, seed=2)
+    with torch.no_grad():
+        want = model(pixel_values=clips_test).logits
+        got = model.to(torch.bfloat16)(pixel_values=clips_test).logits
+    agree = total = 0
+    for head in want:
+        accuracy_float32 = (want[head].argmax(-1) == labels_test[head]).float().mean().item()
+        accuracy_bfloat16 = (got[head].argmax(-1) == labels_test[head]).float().mean().item()
+        assert accuracy_float32 >= 0.8, (head, accuracy_float32)  # it did learn the task
+        assert abs(accuracy_bfloat16 - accuracy_float32) <= 0.005, head
+        agree += int((got[head].argmax(-1) == want[head].argmax(-1)).sum())
+        total += len(labels_test[head])
+    assert agree / total >= 0.99, agree / total
+
+
 def test_attention_masks_are_cached_in_the_compute_dtype_and_follow_the_weights():
     model = tiny_student().to(torch.bfloat16)
     x = clips(1)
