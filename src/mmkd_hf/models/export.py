@@ -292,8 +292,8 @@ __all__ = [
     "export_metadata",
     "export_student",
     "load_classifier",
-    "quantize_onnx_int8",
     "onnx_available",
+    "quantize_onnx_int8",
     "read_onnx_metadata",
     "read_pt2_metadata",
 ]

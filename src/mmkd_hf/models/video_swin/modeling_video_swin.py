@@ -11,9 +11,9 @@ attn.relative_position_bias_table, attn.relative_position_index, norm2, mlp.fc1,
 Tensors inside the backbone are channels-last ``[N, T, H, W, C]``. Window attention (``window_attention.py``)
 runs through ``torch.nn.functional.scaled_dot_product_attention`` with the relative-position bias (plus the
 shifted-window mask) as an additive ``attn_mask`` in the compute dtype; eager CPU inference takes plain batched
-products over a few windows at a time instead (``chunked_window_attention``), which is faster on CPUs. The model runs in the dtype of its
-parameters (e.g. ``from_pretrained(..., dtype=torch.bfloat16)``); clips are scaled and normalised in float32
-and cast to it inside ``forward``.
+products over a few windows at a time instead (``chunked_window_attention``), which is faster on CPUs. The
+model runs in the dtype of its parameters (e.g. ``from_pretrained(..., dtype=torch.bfloat16)``); clips are
+scaled and normalised in float32 and cast to it inside ``forward``.
 
 This folder is self-contained (relative imports, torch and transformers only) so that ``save_pretrained``
 can ship it for ``trust_remote_code=True``.
