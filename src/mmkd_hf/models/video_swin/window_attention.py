@@ -137,7 +137,7 @@ def chunked_window_attention(
     ``scaled_dot_product_attention`` kernel runs the many small products of window attention (N = 392 tokens,
     head dim 32 for Swin-T) far below the machine's matmul rate; plain batched products over chunks of
     ``chunk`` windows whose scores fit in the cache run Swin-T's first-stage attention about 1.7x faster on two
-    cores, and the whole bfloat16 student 1.13-1.24x faster (``benchmarks/student_inference.py``).
+    cores, and the whole bfloat16 student 1.1-1.25x faster (``benchmarks/student_inference.py``).
     The scores are formed by one ``baddbmm`` (mask added in the same pass) in the inputs' dtype.
 
     Args:
