@@ -38,6 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _machine import cpu_model  # noqa: E402
 from mmkd_hf.evaluation.exports import read_predictions_parquet  # noqa: E402
 from mmkd_hf.evaluation.metrics import paired_bootstrap_difference, top_k_correct  # noqa: E402
 from mmkd_hf.pipeline.arguments import parse_config  # noqa: E402
@@ -74,15 +75,7 @@ def machine() -> dict:
 
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()],
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()],
             "torch": torch.__version__, "python": platform.python_version()}
 
 

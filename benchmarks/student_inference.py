@@ -56,6 +56,9 @@ from mmkd_hf.models.video_swin.configuration_video_swin import VideoSwinConfig
 from mmkd_hf.models.video_swin.modeling_video_swin import VideoSwinForVideoClassification
 from mmkd_hf.utils import atomic_write_json
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import cpu_model  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results" / "student_inference.json"
 PRESETS = {
     "swin-t": {"config": {}, "frames": 16, "size": 224},
@@ -80,17 +83,6 @@ def matmul_peak_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -
         multiply(a, b)
         best = min(_seconds(lambda: multiply(a, b)) for _ in range(repeats))
     return 2 * size**3 / best / 1e9
-
-
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo`` on Linux), else the platform's processor string."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _seconds(call) -> float:
