@@ -230,6 +230,33 @@ class VideoSwinWindowAttention(nn.Module):
             self._mask_cache = (key, region_mask, mask)
         return mask
 
+    def fused_attention(self, qkv: torch.Tensor, mask: torch.Tensor, per_window_mask: bool) -> torch.Tensor:
+        """Window attention through ``scaled_dot_product_attention``: training, GPUs, compile and export.
+
+        Args:
+            qkv: ``[3, B, windows, heads, N, head_dim]`` (a view of the qkv projection).
+            mask: Additive ``[1 | windows, heads, N, N]``; one entry per window when ``per_window_mask``.
+
+        Returns:
+            ``[B, windows, N, heads, head_dim]`` (contiguous), like :func:`chunked_window_attention`.
+        """
+        _, b, num_windows, heads, num_tokens, head_dim = qkv.shape
+        if not per_window_mask or b == 1:
+            # Windows fold into the batch axis (views, no copy); the mask has one entry per window.
+            query, key, value = (qkv[i].flatten(0, 1) for i in range(3))
+        else:
+            # Windows join the heads axis so that the per-window mask broadcasts over the batch.
+            query, key, value = (qkv[i].reshape(b, num_windows * heads, num_tokens, head_dim) for i in range(3))
+            mask = mask.view(1, num_windows * heads, num_tokens, num_tokens)
+        attended = F.scaled_dot_product_attention(
+            query, key, value, attn_mask=mask, dropout_p=self.attn_drop_rate if self.training else 0.0
+        )
+        attended = attended.reshape(b, num_windows, heads, num_tokens, head_dim).transpose(2, 3)
+        # An explicit copy, not `reshape`: traced graphs must not bake in a view that relies on the strides of
+        # one SDPA implementation (torch.onnx.export(dynamo=True) decomposes SDPA with other strides). Eager
+        # `reshape` copies here anyway.
+        return attended.clone(memory_format=torch.contiguous_format)
+
     def forward(self, windows: torch.Tensor, region_mask: torch.Tensor | None) -> torch.Tensor:
         """Attends within each window.
 
@@ -248,21 +275,6 @@ class VideoSwinWindowAttention(nn.Module):
         if use_chunked_attention(windows, self.training):
             chunk = max(1, ATTENTION_CHUNK_HEAD_WINDOWS // self.num_heads)
             attended = chunked_window_attention(qkv[0], qkv[1], qkv[2], mask, chunk)
-            return self.proj_drop(self.proj(attended.view(b, num_windows, num_tokens, c)))
-        if region_mask is None or b == 1:
-            # Windows fold into the batch axis (views, no copy); the mask has one entry per window.
-            query, key, value = (qkv[i].flatten(0, 1) for i in range(3))
         else:
-            # Windows join the heads axis so that the per-window mask broadcasts over the batch.
-            heads = num_windows * self.num_heads
-            query, key, value = (qkv[i].reshape(b, heads, num_tokens, head_dim) for i in range(3))
-            mask = mask.view(1, heads, num_tokens, num_tokens)
-        attended = F.scaled_dot_product_attention(
-            query, key, value, attn_mask=mask, dropout_p=self.attn_drop_rate if self.training else 0.0
-        )
-        attended = attended.reshape(b, num_windows, self.num_heads, num_tokens, head_dim).transpose(2, 3)
-        # An explicit copy, not `reshape`: traced graphs must not bake in a view that relies on the strides of
-        # one SDPA implementation (torch.onnx.export(dynamo=True) decomposes SDPA with other strides). Eager
-        # `reshape` copies here anyway.
-        attended = attended.clone(memory_format=torch.contiguous_format)
+            attended = self.fused_attention(qkv, mask, per_window_mask=region_mask is not None)
         return self.proj_drop(self.proj(attended.view(b, num_windows, num_tokens, c)))
